@@ -1,0 +1,55 @@
+#include "src/kube/cache_reader.h"
+
+#include "src/kube/selector.h"
+
+namespace nixmox::kube {
+namespace {
+std::string TypeKey(const ResourceType& t) { return t.group + "/" + t.version + "/" + t.resource; }
+}  // namespace
+
+void CacheReader::Register(Informer& informer) {
+  std::lock_guard lock(mu_);
+  informers_[TypeKey(informer.type())] = &informer;
+}
+
+Result<Informer*> CacheReader::Find(const ResourceType& type) {
+  std::lock_guard lock(mu_);
+  auto it = informers_.find(TypeKey(type));
+  if (it == informers_.end()) return InternalError("no informer caches " + type.resource);
+  return it->second;
+}
+
+Result<Object> CacheReader::Get(const ResourceType& type, std::string_view ns,
+                                std::string_view name) {
+  ASSIGN_OR_RETURN(Informer * informer, Find(type));
+  ObjectPtr obj = informer->store().Get(MakeKey(type.namespaced ? ns : "", name));
+  if (!obj) {
+    return NotFoundError(type.resource + " \"" + MakeKey(ns, name) + "\" not found");
+  }
+  return *obj;
+}
+
+Result<ObjectList> CacheReader::List(const ResourceType& type, std::string_view ns,
+                                     const ListOptions& options) {
+  ASSIGN_OR_RETURN(Informer * informer, Find(type));
+  ASSIGN_OR_RETURN(LabelSelector labels, LabelSelector::Parse(options.label_selector));
+  ASSIGN_OR_RETURN(FieldSelector fields, FieldSelector::Parse(options.field_selector));
+  ObjectList list;
+  for (const auto& obj : informer->store().List()) {
+    if (type.namespaced && !ns.empty() && NamespaceOf(*obj) != ns) continue;
+    if (labels.Matches(*obj) && fields.Matches(*obj)) list.items.push_back(*obj);
+  }
+  return list;
+}
+
+Result<std::vector<Object>> CacheReader::ByIndex(const ResourceType& type, std::string_view index,
+                                                 std::string_view value) {
+  ASSIGN_OR_RETURN(Informer * informer, Find(type));
+  ASSIGN_OR_RETURN(auto ptrs, informer->store().ByIndex(index, value));
+  std::vector<Object> out;
+  out.reserve(ptrs.size());
+  for (const auto& p : ptrs) out.push_back(*p);
+  return out;
+}
+
+}  // namespace nixmox::kube
