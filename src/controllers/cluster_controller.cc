@@ -1,0 +1,3 @@
+#include "src/controllers/cluster_controller.h"
+
+namespace nixmox::controllers {}  // namespace nixmox::controllers

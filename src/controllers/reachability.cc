@@ -1,0 +1,3 @@
+#include "src/controllers/reachability.h"
+
+namespace nixmox::controllers {}  // namespace nixmox::controllers

@@ -1,0 +1,3 @@
+#include "src/controllers/setup.h"
+
+namespace nixmox::controllers {}  // namespace nixmox::controllers

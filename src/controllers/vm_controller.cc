@@ -1,0 +1,3 @@
+#include "src/controllers/vm_controller.h"
+
+namespace nixmox::controllers {}  // namespace nixmox::controllers

@@ -1,0 +1,64 @@
+// The ProxmoxVM reconciler: level-triggered, one mutating step per pass, never
+// waiting on a Proxmox task (it records the UPID and requeues). See
+// README.md in this directory for the steps and the rules they follow.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/common/clock.h"
+#include "src/controllers/cluster_runtime.h"
+#include "src/controllers/reachability.h"
+#include "src/kube/cache_reader.h"
+#include "src/kube/client.h"
+#include "src/kube/controller.h"
+#include "src/kube/events.h"
+#include "src/kube/store.h"
+
+namespace nixmox::controllers {
+
+// Informer indexes the reconciler and the inventory mapping rely on.
+inline constexpr char kIndexUidTag[] = "nixmox.io/uid-tag";        // UidTag(metadata.uid)
+inline constexpr char kIndexClusterVmid[] = "nixmox.io/cluster-vmid";  // "ns/cluster/vmid"
+inline constexpr char kIndexImage[] = "nixmox.io/image";          // "ns/imageRef.name"
+inline constexpr char kIndexCluster[] = "nixmox.io/cluster";      // "ns/clusterRef.name"
+kube::IndexFunc UidTagIndex();
+kube::IndexFunc ClusterVmidIndex();
+kube::IndexFunc ImageIndex();
+kube::IndexFunc ClusterIndex();
+
+struct VmControllerOptions {
+  Clock* clock = nullptr;   // RealClock() when null
+  Prober* prober = nullptr;  // null: addresses are reported, never probed
+  // How often a running VM's guest agent is asked for its addresses.
+  std::chrono::milliseconds agent_period{std::chrono::seconds(60)};
+  // How often a VM's config is read and compared even when nothing said it
+  // changed (edits the inventory cannot show, like a NIC's bridge).
+  std::chrono::milliseconds config_resync{std::chrono::minutes(10)};
+  // How soon a running Proxmox task is looked at again.
+  std::chrono::milliseconds task_poll{std::chrono::seconds(2)};
+};
+
+class VmReconciler final : public kube::Reconciler {
+ public:
+  // `reader` serves ProxmoxVMs (with the indexes above), NixImages and
+  // ProxmoxClusters. All references must outlive the reconciler.
+  VmReconciler(kube::Reader& reader, kube::Writer& writer, kube::EventRecorder& events,
+               ClusterRegistry& registry, VmControllerOptions options = {});
+  ~VmReconciler() override;
+
+  Result<kube::ReconcileResult> Reconcile(const kube::Request& request) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The ProxmoxVM keys an inventory change concerns: those whose UID tag the
+// VM carries, and those holding its VMID in status for that cluster.
+std::vector<std::string> VmKeysForChanges(kube::CacheReader& cache, const std::string& cluster_key,
+                                          const std::vector<InventoryChange>& changes);
+
+}  // namespace nixmox::controllers
