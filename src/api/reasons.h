@@ -24,9 +24,15 @@ inline constexpr std::string_view kProvisioned = "Provisioned";    // the VM exi
 inline constexpr std::string_view kAgentConnected = "AgentConnected";  // guest agent answers
 inline constexpr std::string_view kReachable = "Reachable";  // an address answered the probe
 inline constexpr std::string_view kInSync = "InSync";        // the VM's config matches the spec
+// A newer image than the one the VM runs (updatePolicy Manual, or a rollout under way).
+inline constexpr std::string_view kUpdateAvailable = "UpdateAvailable";
+// Config changes Proxmox holds back until the VM restarts.
+inline constexpr std::string_view kRestartRequired = "RestartRequired";
 
 // ProxmoxCluster.
 inline constexpr std::string_view kConnected = "Connected";  // endpoint + credentials work
+// The imageStorage exists and accepts content "import" (NixImage uploads).
+inline constexpr std::string_view kImageStorageReady = "ImageStorageReady";
 }  // namespace condition
 
 // ---- Reasons --------------------------------------------------------------
@@ -51,6 +57,8 @@ inline constexpr std::string_view kUnreachable = "Unreachable";
 inline constexpr std::string_view kNoOnlineNodes = "NoOnlineNodes";
 inline constexpr std::string_view kStorageNotFound = "StorageNotFound";
 inline constexpr std::string_view kStorageContentMissing = "StorageContentMissing";  // no "import"
+inline constexpr std::string_view kNodesOnline = "NodesOnline";      // Ready: an allowed node is up
+inline constexpr std::string_view kImportEnabled = "ImportEnabled";  // ImageStorageReady True
 
 // NixImage.
 inline constexpr std::string_view kBuildPending = "BuildPending";
@@ -91,6 +99,16 @@ inline constexpr std::string_view kUpdatePending = "UpdatePending";  // new imag
 inline constexpr std::string_view kRecreating = "Recreating";
 inline constexpr std::string_view kProtected = "Protected";  // deletion refused: spec.protected
 inline constexpr std::string_view kRetained = "Retained";    // deletionPolicy Retain
+inline constexpr std::string_view kAdopted = "Adopted";  // found by its tag, or adopt-vmid
+inline constexpr std::string_view kWaitingForStorage = "WaitingForStorage";  // slots all taken
+inline constexpr std::string_view kConfigUpdated = "ConfigUpdated";
+inline constexpr std::string_view kUnfixableDrift = "UnfixableDrift";  // drift left alone (data)
+inline constexpr std::string_view kPendingChanges = "PendingChanges";  // RestartRequired True
+inline constexpr std::string_view kNoPendingChanges = "NoPendingChanges";
+inline constexpr std::string_view kStopping = "Stopping";
+inline constexpr std::string_view kDeleted = "Deleted";
+inline constexpr std::string_view kNotProbed = "NotProbed";  // no probe result, yet or at all
+inline constexpr std::string_view kMoved = "Moved";          // the VM is on another node now
 }  // namespace reason
 
 }  // namespace nixmox::api

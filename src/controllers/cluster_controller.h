@@ -9,6 +9,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "src/common/clock.h"
 #include "src/controllers/cluster_runtime.h"
@@ -48,5 +50,13 @@ class ClusterReconciler final : public kube::Reconciler {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The ProxmoxClusters (keys) whose credentialsRef or tls.caRef names this
+// Secret or ConfigMap, so that a rotated token is picked up at once.
+std::vector<std::string> ClusterKeysForReference(kube::Reader& reader, const kube::Object& object);
+
+// The finalizer on a ProxmoxCluster: it stays until no ProxmoxVM in the
+// namespace refers to the cluster, so that their VMs can still be cleaned up.
+inline constexpr char kClusterFinalizer[] = "nixmox.io/cluster-in-use";
 
 }  // namespace nixmox::controllers

@@ -21,6 +21,11 @@ inline constexpr char kFinalizer[] = "nixmox.io/finalizer";
 // Annotations.
 inline constexpr char kAnnotationReconcile[] = "nixmox.io/reconcile";  // Paused | ObserveOnly
 inline constexpr char kAnnotationAdoptVmid[] = "nixmox.io/adopt-vmid";  // adopt this existing VM
+// The MACs of a VM being re-created for a new image ("net0=BC:24:11:..,net1=...").
+// Written on the ProxmoxVM before the old VM is destroyed, so that the new one
+// gets the same MACs even when the operator restarts in between; removed once
+// the new VM runs the new image.
+inline constexpr char kAnnotationRecreateMacs[] = "nixmox.io/recreate-macs";
 // Tags on VMs: UidTag(uid) (cluster_runtime.h), the image's store hash, and
 // the mark a retained VM gets when the operator lets go of it.
 inline constexpr char kImageTagPrefix[] = "nixmox-image-";

@@ -1,3 +1,115 @@
 #include "src/controllers/setup.h"
 
-namespace nixmox::controllers {}  // namespace nixmox::controllers
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <utility>
+
+#include "src/controllers/resources.h"
+#include "src/kube/cache_reader.h"
+
+namespace nixmox::controllers {
+namespace {
+
+// Index names are fixed and added once per informer: a failure is a wiring bug.
+void AddIndexOrDie(kube::Informer& informer, const std::string& name, kube::IndexFunc fn) {
+  if (Status s = informer.AddIndex(name, std::move(fn)); !s.ok()) {
+    spdlog::critical("adding index {} to the {} informer: {}", name, informer.type().resource,
+                     s.ToString());
+    std::abort();
+  }
+}
+
+// The keys of the `type` objects whose `index` holds `value`.
+std::vector<std::string> KeysByIndex(kube::CacheReader& cache, const kube::ResourceType& type,
+                                     const char* index, const std::string& value) {
+  auto objects = cache.ByIndex(type, index, value);
+  if (!objects.ok()) {
+    spdlog::error("looking up {} by {}: {}", type.resource, index, objects.status().ToString());
+    return {};
+  }
+  std::vector<std::string> keys;
+  keys.reserve(objects->size());
+  for (const kube::Object& object : *objects) keys.push_back(kube::KeyOf(object));
+  return keys;
+}
+
+// The cluster (by key) a ProxmoxVM refers to, when that cluster is being
+// deleted: its finalizer waits for the last VM to go, and a VM's change is
+// the moment to look again. Live clusters do not care about VM changes.
+std::vector<std::string> DeletingClusterOf(kube::Reader& reader, const kube::Object& vm) {
+  std::vector<std::string> keys;
+  for (std::string& key : ClusterIndex()(vm)) {
+    const auto [ns, name] = kube::SplitKey(key);
+    auto cluster = reader.Get(ProxmoxClusters(), ns, name);
+    if (cluster.ok() && !kube::StringAt(*cluster, {"metadata", "deletionTimestamp"}).empty()) {
+      keys.push_back(std::move(key));
+    }
+  }
+  return keys;
+}
+
+kube::ControllerOptions Workers(int workers) {
+  kube::ControllerOptions options;
+  options.workers = workers;
+  return options;
+}
+
+}  // namespace
+
+Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
+                         ControllersConfig config) {
+  kube::InformerOptions informer_options;
+  informer_options.resync_period = config.resync_period;
+  const std::string& ns = config.watch_namespace;
+  kube::Informer& clusters = manager.AddInformer(ProxmoxClusters(), ns, informer_options);
+  kube::Informer& vms = manager.AddInformer(ProxmoxVms(), ns, informer_options);
+  kube::Informer& images = manager.AddInformer(NixImages(), ns, informer_options);
+  kube::Informer& secrets = manager.AddInformer(kube::resources::Secrets(), ns, informer_options);
+  kube::Informer& config_maps =
+      manager.AddInformer(kube::resources::ConfigMaps(), ns, informer_options);
+  AddIndexOrDie(vms, kIndexUidTag, UidTagIndex());
+  AddIndexOrDie(vms, kIndexClusterVmid, ClusterVmidIndex());
+  AddIndexOrDie(vms, kIndexImage, ImageIndex());
+  AddIndexOrDie(vms, kIndexCluster, ClusterIndex());
+
+  // The manager's reader is its CacheReader; manager.h hands it out as a plain
+  // Reader, and the index lookups below need the concrete type.
+  kube::Reader& reader = manager.reader();
+  auto& cache = dynamic_cast<kube::CacheReader&>(reader);
+
+  cluster_ = std::make_unique<ClusterReconciler>(reader, manager.writer(), events, registry_,
+                                                 std::move(config.cluster));
+  vm_ = std::make_unique<VmReconciler>(reader, manager.writer(), events, registry_,
+                                       std::move(config.vm));
+  kube::Controller& cluster_controller =
+      manager.AddController("proxmoxcluster", *cluster_, Workers(config.max_concurrent_reconciles));
+  kube::Controller& vm_controller =
+      manager.AddController("proxmoxvm", *vm_, Workers(config.max_concurrent_reconciles));
+
+  cluster_controller.Watch(clusters);
+  cluster_controller.WatchMapped(
+      vms, [&reader](const kube::Object& vm) { return DeletingClusterOf(reader, vm); });
+  const auto clusters_referencing = [&reader](const kube::Object& object) {
+    return ClusterKeysForReference(reader, object);
+  };
+  cluster_controller.WatchMapped(secrets, clusters_referencing);
+  cluster_controller.WatchMapped(config_maps, clusters_referencing);
+
+  vm_controller.Watch(vms);
+  vm_controller.WatchMapped(images, [&cache](const kube::Object& image) {
+    return KeysByIndex(cache, ProxmoxVms(), kIndexImage, kube::KeyOf(image));
+  });
+  vm_controller.WatchMapped(clusters, [&cache](const kube::Object& cluster) {
+    return KeysByIndex(cache, ProxmoxVms(), kIndexCluster, kube::KeyOf(cluster));
+  });
+  registry_.SetChangeListener(
+      [&cache, &queue = vm_controller.queue()](const std::string& cluster_key,
+                                               const std::vector<InventoryChange>& changes) {
+        for (const std::string& key : VmKeysForChanges(cache, cluster_key, changes)) queue.Add(key);
+      });
+}
+
+Controllers::~Controllers() = default;
+
+}  // namespace nixmox::controllers

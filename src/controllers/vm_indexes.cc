@@ -1,0 +1,69 @@
+// The informer indexes over ProxmoxVMs, and the mapping from inventory
+// changes to the ProxmoxVMs they concern. They read the raw JSON: an index
+// runs on every cached object, decoding each would cost more than it says.
+#include <set>
+
+#include "src/controllers/resources.h"
+#include "src/controllers/vm_controller.h"
+
+namespace nixmox::controllers {
+namespace {
+
+constexpr char kUidTagPrefix[] = "nixmox-uid-";
+
+std::vector<std::string> Keyed(const kube::Object& obj, const std::string& rest) {
+  if (rest.empty()) return {};
+  return {kube::NamespaceOf(obj) + "/" + rest};
+}
+
+}  // namespace
+
+kube::IndexFunc UidTagIndex() {
+  return [](const kube::Object& obj) -> std::vector<std::string> {
+    const std::string uid = kube::UidOf(obj);
+    if (uid.empty()) return {};
+    return {UidTag(uid)};
+  };
+}
+
+kube::IndexFunc ClusterVmidIndex() {
+  return [](const kube::Object& obj) -> std::vector<std::string> {
+    const std::string cluster = kube::StringAt(obj, {"spec", "clusterRef", "name"});
+    auto status = obj.find("status");
+    if (cluster.empty() || status == obj.end() || !status->is_object()) return {};
+    auto vmid = status->find("vmid");
+    if (vmid == status->end() || !vmid->is_number_integer()) return {};
+    return Keyed(obj, cluster + "/" + std::to_string(vmid->get<long long>()));
+  };
+}
+
+kube::IndexFunc ImageIndex() {
+  return [](const kube::Object& obj) {
+    return Keyed(obj, kube::StringAt(obj, {"spec", "imageRef", "name"}));
+  };
+}
+
+kube::IndexFunc ClusterIndex() {
+  return [](const kube::Object& obj) {
+    return Keyed(obj, kube::StringAt(obj, {"spec", "clusterRef", "name"}));
+  };
+}
+
+std::vector<std::string> VmKeysForChanges(kube::CacheReader& cache, const std::string& cluster_key,
+                                          const std::vector<InventoryChange>& changes) {
+  std::set<std::string> keys;
+  auto add = [&](std::string_view index, const std::string& value) {
+    Result<std::vector<kube::Object>> objects = cache.ByIndex(ProxmoxVms(), index, value);
+    if (!objects.ok()) return;
+    for (const kube::Object& obj : *objects) keys.insert(kube::KeyOf(obj));
+  };
+  for (const InventoryChange& change : changes) {
+    for (const std::string& tag : change.tags) {
+      if (tag.starts_with(kUidTagPrefix)) add(kIndexUidTag, tag);
+    }
+    add(kIndexClusterVmid, cluster_key + "/" + std::to_string(change.vmid));
+  }
+  return {keys.begin(), keys.end()};
+}
+
+}  // namespace nixmox::controllers
