@@ -66,7 +66,8 @@ std::vector<kube::Informer*> WatchedInformers(kube::Manager& manager) {
 }
 
 controllers::ControllersConfig ControllersConfigFrom(const OperatorOptions& options,
-                                                     controllers::Prober& prober) {
+                                                     controllers::Prober& prober,
+                                                     kube::LogReader& logs) {
   controllers::ControllersConfig config;
   config.watch_namespace = options.watch_namespace;
   config.max_concurrent_reconciles = options.max_concurrent_reconciles;
@@ -74,6 +75,9 @@ controllers::ControllersConfig ControllersConfigFrom(const OperatorOptions& opti
   config.cluster.inventory_period = options.inventory_period;
   config.vm.prober = &prober;
   config.vm.agent_period = options.agent_period;
+  config.image.builder = options.builder;
+  config.image.allow_local_flakes = options.allow_local_flakes;
+  config.image.logs = &logs;
   return config;
 }
 
@@ -111,7 +115,7 @@ Status Run(const OperatorOptions& options, const kube::Stop& stop) {
   prober_options.allowed = options.probe_networks;
   std::unique_ptr<controllers::Prober> prober = controllers::NewTcpProber(prober_options);
 
-  controllers::Controllers controllers(manager, events, ControllersConfigFrom(options, *prober));
+  controllers::Controllers controllers(manager, events, ControllersConfigFrom(options, *prober, *client));
 
   prometheus::Gauge& leading = prometheus::BuildGauge()
                                    .Name("nixmox_leader_election_leading")

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <set>
 #include <sstream>
 
 namespace nixmox::cmd {
@@ -72,6 +74,21 @@ Status CheckLogLevel(std::string_view level) {
 Status CheckLogFormat(std::string_view format) {
   if (format == "text" || format == "json") return OkStatus();
   return InvalidError("'" + std::string(format) + "' is not text or json");
+}
+
+// A Kubernetes quantity: digits with an optional fraction and suffix
+// ("500m", "2Gi", "1.5", "4"); the API server has the last word.
+Status SetQuantity(std::map<std::string, api::Quantity>& into, const char* name,
+                   std::string_view v) {
+  size_t i = 0;
+  while (i < v.size() && (std::isdigit(static_cast<unsigned char>(v[i])) || v[i] == '.')) ++i;
+  static const std::set<std::string_view> kSuffixes = {"",   "m",  "k",  "M",  "G",  "T",
+                                                       "Ki", "Mi", "Gi", "Ti", "Pi", "E"};
+  if (i == 0 || !kSuffixes.contains(v.substr(i))) {
+    return InvalidError("'" + std::string(v) + "' is not a quantity (e.g. 500m, 2, 4Gi)");
+  }
+  into[name] = api::Quantity{std::string(v)};
+  return OkStatus();
 }
 
 const std::vector<Flag>& Flags() {
@@ -147,6 +164,54 @@ const std::vector<Flag>& Flags() {
        [](std::string_view v, OperatorOptions& o) {
          RETURN_IF_ERROR(CheckLogFormat(v));
          o.log.format = v;
+         return OkStatus();
+       }},
+      {"builder-image", false,
+       [](std::string_view v, OperatorOptions& o) {
+         if (v.empty()) return InvalidError("must not be empty");
+         o.builder.image = v;
+         return OkStatus();
+       }},
+      {"builder-command", false,
+       [](std::string_view v, OperatorOptions& o) {
+         if (v.empty()) return InvalidError("must not be empty");
+         o.builder.command = v;
+         return OkStatus();
+       }},
+      {"builder-cpu-request", false,
+       [](std::string_view v, OperatorOptions& o) {
+         return SetQuantity(o.builder.resources.requests, "cpu", v);
+       }},
+      {"builder-memory-request", false,
+       [](std::string_view v, OperatorOptions& o) {
+         return SetQuantity(o.builder.resources.requests, "memory", v);
+       }},
+      {"builder-memory-limit", false,
+       [](std::string_view v, OperatorOptions& o) {
+         return SetQuantity(o.builder.resources.limits, "memory", v);
+       }},
+      {"builder-kvm-resource", false,
+       [](std::string_view v, OperatorOptions& o) {
+         o.builder.kvm_resource = v;
+         return OkStatus();
+       }},
+      {"builder-service-account", false,
+       [](std::string_view v, OperatorOptions& o) {
+         o.builder.service_account = v;
+         return OkStatus();
+       }},
+      {"builder-nix-option", false,
+       [](std::string_view v, OperatorOptions& o) {
+         const size_t equals = v.find('=');
+         if (equals == 0 || equals == std::string_view::npos) {
+           return InvalidError("'" + std::string(v) + "' is not NAME=VALUE");
+         }
+         o.builder.nix_options.emplace_back(v);
+         return OkStatus();
+       }},
+      {"allow-local-flakes", true,
+       [](std::string_view v, OperatorOptions& o) {
+         ASSIGN_OR_RETURN(o.allow_local_flakes, ParseBool(v));
          return OkStatus();
        }},
       {"graceful-shutdown", false,
@@ -289,6 +354,20 @@ API server until SIGTERM or SIGINT.
   --log-level LEVEL                  trace, debug, info, warn or error (default info)
   --log-format FORMAT                text or json (default text)
   --graceful-shutdown DURATION       time in-flight reconciles get on shutdown (default 30s)
+  --builder-image IMAGE              container image of NixImage builder Jobs
+                                     (default ghcr.io/nixmox/nixmox-builder:0.1.0)
+  --builder-command PATH             what the builder container runs (default nixmox-builder)
+  --builder-cpu-request Q            builder CPU request, e.g. 2 (spec.builder.resources wins)
+  --builder-memory-request Q         builder memory request, e.g. 4Gi
+  --builder-memory-limit Q           builder memory limit, e.g. 8Gi
+  --builder-kvm-resource NAME        device-plugin resource giving /dev/kvm, e.g.
+                                     devices.kubevirt.io/kvm (default: none; kvm Required
+                                     then mounts the host's /dev/kvm, privileged)
+  --builder-service-account NAME     service account of builder Pods (default: the
+                                     namespace's default; its token is not mounted)
+  --builder-nix-option NAME=VALUE    nix.conf option for every build (repeatable)
+  --allow-local-flakes               accept path: and /absolute flakes (builders that can
+                                     see them, like the sandbox's)
   --help                             show this help
 
 Durations: 500ms, 30s, 2m, 1h30m.
@@ -316,7 +395,12 @@ std::string DescribeOptions(const OperatorOptions& options) {
     out << (i ? "," : "") << options.probe_networks[i].ToString();
   }
   out << " log=" << options.log.level << "/" << options.log.format
-      << " graceful-shutdown=" << FormatDuration(options.graceful_shutdown);
+      << " graceful-shutdown=" << FormatDuration(options.graceful_shutdown)
+      << " builder-image=" << options.builder.image
+      << " builder-kvm-resource=" << (options.builder.kvm_resource.empty()
+                                          ? "<none>"
+                                          : options.builder.kvm_resource)
+      << " allow-local-flakes=" << (options.allow_local_flakes ? "true" : "false");
   return out.str();
 }
 

@@ -13,6 +13,7 @@
 #include "src/common/logging.h"
 #include "src/common/status.h"
 #include "src/controllers/reachability.h"
+#include "src/nix/job.h"
 
 namespace nixmox::cmd {
 
@@ -31,6 +32,10 @@ struct OperatorOptions {
   std::chrono::milliseconds agent_period{std::chrono::seconds(60)};
   std::vector<controllers::Cidr> probe_networks;  // empty: every address may be probed
   LogOptions log;
+  // NixImage builder Jobs (--builder-*): image, command, resources, KVM, and
+  // nix.conf options every build gets; --allow-local-flakes.
+  nix::BuilderDefaults builder;
+  bool allow_local_flakes = false;
   std::chrono::milliseconds graceful_shutdown{std::chrono::seconds(30)};
 };
 

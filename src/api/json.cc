@@ -440,6 +440,9 @@ void Visit(V& v, NixImageStatus& t) {
   v("flakeRevision", t.flake_revision);
   v("jobName", t.job_name);
   v("buildKey", t.build_key);
+  v("progress", t.progress);
+  v("checkedAt", t.checked_at);
+  v("failedAttempts", t.failed_attempts);
   v("generations", t.generations);
   v("conditions", t.conditions);
   v("observedGeneration", t.observed_generation);

@@ -16,6 +16,7 @@ inline constexpr std::string_view kReady = "Ready";
 // NixImage.
 inline constexpr std::string_view kBuilt = "Built";        // nix build finished for the spec
 inline constexpr std::string_view kUploaded = "Uploaded";  // the image is in Proxmox storage
+inline constexpr std::string_view kAccelerated = "Accelerated";  // the last build had /dev/kvm
 
 // ProxmoxVM.
 inline constexpr std::string_view kClusterReady = "ClusterReady";  // its ProxmoxCluster is Ready
@@ -71,6 +72,11 @@ inline constexpr std::string_view kUploading = "Uploading";
 inline constexpr std::string_view kUploadSucceeded = "UploadSucceeded";
 inline constexpr std::string_view kUploadFailed = "UploadFailed";
 inline constexpr std::string_view kImageAvailable = "ImageAvailable";
+inline constexpr std::string_view kKvm = "KVM";                  // Accelerated True
+inline constexpr std::string_view kInUse = "InUse";              // deletion waits for its VMs
+inline constexpr std::string_view kRefreshFailed = "RefreshFailed";  // a revision check failed
+inline constexpr std::string_view kVolumeDeleted = "VolumeDeleted";  // an old generation's volume
+inline constexpr std::string_view kRevisionUnchanged = "RevisionUnchanged";  // nothing to build
 
 // ProxmoxVM.
 inline constexpr std::string_view kImageNotFound = "ImageNotFound";
@@ -97,6 +103,8 @@ inline constexpr std::string_view kConfigDrift = "ConfigDrift";
 inline constexpr std::string_view kUpToDate = "UpToDate";
 inline constexpr std::string_view kUpdatePending = "UpdatePending";  // new image, policy Manual
 inline constexpr std::string_view kRecreating = "Recreating";
+// A new image waits: the NixImage's rollout.maxUnavailable VMs are updating.
+inline constexpr std::string_view kRolloutWaiting = "RolloutWaiting";
 inline constexpr std::string_view kProtected = "Protected";  // deletion refused: spec.protected
 inline constexpr std::string_view kRetained = "Retained";    // deletionPolicy Retain
 inline constexpr std::string_view kAdopted = "Adopted";  // found by its tag, or adopt-vmid

@@ -267,7 +267,10 @@ struct NixImageStatus {
   std::string built_at;
   std::string flake_revision;
   std::string job_name;
-  std::string build_key;
+  std::string build_key;  // of the build the last or running Job does
+  std::string progress;   // the running builder's last progress line
+  std::string checked_at;  // last refreshInterval check of the flake's revision (RFC 3339)
+  std::int32_t failed_attempts = 0;  // consecutive failed builds of build_key
   std::vector<ImageGeneration> generations;  // newest first, the current one included
   std::vector<Condition> conditions;
   std::int64_t observed_generation = 0;

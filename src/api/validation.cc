@@ -165,7 +165,7 @@ void CheckEndpoint(Errors& e, const std::string& path, const std::string& url) {
 
 // Flake references the builder Job can fetch. Local paths are rejected: the
 // Job's container cannot see the operator's or the user's file system.
-void CheckFlake(Errors& e, const std::string& path, const std::string& flake) {
+void CheckFlake(Errors& e, const std::string& path, const std::string& flake, bool allow_local) {
   if (flake.empty()) return e.Add(path, "required");
   if (flake.find_first_of(" \t\r\n") != std::string::npos) {
     return e.Add(path, "may not contain whitespace");
@@ -173,6 +173,7 @@ void CheckFlake(Errors& e, const std::string& path, const std::string& flake) {
   static const std::set<std::string, std::less<>> kSchemes = {
       "github", "gitlab",        "sourcehut",    "git+https",  "git+ssh",   "git+http", "https",
       "http",   "tarball+https", "tarball+http", "file+https", "file+http", "hg+https", "flake"};
+  if (allow_local && (flake[0] == '/' || flake[0] == '.')) return;
   std::size_t colon = flake.find(':');
   if (colon == std::string::npos) {
     // An indirect reference resolved through the registry: "nixpkgs", "nixpkgs/nixos-24.11".
@@ -182,6 +183,9 @@ void CheckFlake(Errors& e, const std::string& path, const std::string& flake) {
     return;
   }
   std::string scheme = flake.substr(0, colon);
+  const bool local = scheme == "path" || scheme == "git+file" || scheme == "file" ||
+                     scheme == "tarball+file" || flake[0] == '/' || flake[0] == '.';
+  if (local && allow_local) return;
   if (scheme == "path" || scheme == "git+file" || scheme == "file" || scheme == "tarball+file" ||
       flake[0] == '/' || flake[0] == '.') {
     return e.Add(path, "a local path cannot be fetched by the builder Job");
@@ -309,12 +313,17 @@ std::vector<FieldError> Validate(const ProxmoxClusterSpec& spec) {
   return e.Take();
 }
 
-std::vector<FieldError> Validate(const NixImageSpec& spec) {
+std::vector<FieldError> Validate(const NixImageSpec& spec, bool allow_local_flakes) {
   Errors e;
-  CheckFlake(e, "spec.flake", spec.flake);
+  CheckFlake(e, "spec.flake", spec.flake, allow_local_flakes);
   CheckAttribute(e, "spec.attribute", spec.attribute);
   CheckName(e, "spec.clusterRef.name", spec.cluster_ref.name);
   CheckStorage(e, "spec.storage", spec.storage);
+  if (spec.format == ImageFormat::kVma) {
+    // PVE 8.4 uploads only iso, vztmpl and import (qcow2, raw, vmdk, ova);
+    // a vma is a backup archive with no upload path to a VM disk.
+    e.Add("spec.format", "vma images cannot be uploaded to Proxmox storage; use qcow2 or raw");
+  }
 
   const NixOptions& nix = spec.nix;
   for (std::size_t i = 0; i < nix.substituters.size(); ++i) {

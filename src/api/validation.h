@@ -23,7 +23,12 @@ namespace nixmox::api {
 inline constexpr std::string_view kReservedTagPrefix = "nixmox-";
 
 std::vector<FieldError> Validate(const ProxmoxClusterSpec& spec);
-std::vector<FieldError> Validate(const NixImageSpec& spec);
+// Local flake paths (path:, git+file:, /abs) are refused unless
+// `allow_local_flakes`: in a cluster the builder Job cannot see them; the
+// operator's --allow-local-flakes accepts them for builders that can (the
+// sandbox, whose Jobs run on this machine, or a builder image with the flake
+// baked in).
+std::vector<FieldError> Validate(const NixImageSpec& spec, bool allow_local_flakes = false);
 std::vector<FieldError> Validate(const ProxmoxVmSpec& spec);
 
 // The rules on changes, the same as the CRD's CEL transition rules (for

@@ -72,6 +72,12 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   AddIndexOrDie(vms, kIndexClusterVmid, ClusterVmidIndex());
   AddIndexOrDie(vms, kIndexImage, ImageIndex());
   AddIndexOrDie(vms, kIndexCluster, ClusterIndex());
+  AddIndexOrDie(images, kIndexCluster, ClusterIndex());
+  // Builder Jobs and their Pods only: the operator has no business caching others.
+  kube::InformerOptions builder_options = informer_options;
+  builder_options.label_selector = kBuilderSelector;
+  kube::Informer& jobs = manager.AddInformer(kube::resources::Jobs(), ns, builder_options);
+  kube::Informer& pods = manager.AddInformer(kube::resources::Pods(), ns, builder_options);
 
   // The manager's reader is its CacheReader; manager.h hands it out as a plain
   // Reader, and the index lookups below need the concrete type.
@@ -80,12 +86,22 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
 
   cluster_ = std::make_unique<ClusterReconciler>(reader, manager.writer(), events, registry_,
                                                  std::move(config.cluster));
+  config.vm.image_users = [&cache](const std::string& image_key) {
+    return cache.ByIndex(ProxmoxVms(), kIndexImage, image_key);
+  };
   vm_ = std::make_unique<VmReconciler>(reader, manager.writer(), events, registry_,
                                        std::move(config.vm));
   kube::Controller& cluster_controller =
       manager.AddController("proxmoxcluster", *cluster_, Workers(config.max_concurrent_reconciles));
   kube::Controller& vm_controller =
       manager.AddController("proxmoxvm", *vm_, Workers(config.max_concurrent_reconciles));
+  config.image.users = [&cache](const std::string& image_key) {
+    return cache.ByIndex(ProxmoxVms(), kIndexImage, image_key);
+  };
+  image_ = std::make_unique<ImageReconciler>(reader, manager.writer(), events, registry_,
+                                             std::move(config.image));
+  kube::Controller& image_controller =
+      manager.AddController("niximage", *image_, Workers(config.max_concurrent_reconciles));
 
   cluster_controller.Watch(clusters);
   cluster_controller.WatchMapped(
@@ -103,6 +119,14 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   vm_controller.WatchMapped(clusters, [&cache](const kube::Object& cluster) {
     return KeysByIndex(cache, ProxmoxVms(), kIndexCluster, kube::KeyOf(cluster));
   });
+  image_controller.Watch(images);
+  image_controller.WatchMapped(jobs, ImageKeysForBuilderObject);
+  image_controller.WatchMapped(pods, ImageKeysForBuilderObject);
+  image_controller.WatchMapped(vms, [](const kube::Object& vm) { return ImageIndex()(vm); });
+  image_controller.WatchMapped(clusters, [&cache](const kube::Object& cluster) {
+    return KeysByIndex(cache, NixImages(), kIndexCluster, kube::KeyOf(cluster));
+  });
+
   registry_.SetChangeListener(
       [&cache, &queue = vm_controller.queue()](const std::string& cluster_key,
                                                const std::vector<InventoryChange>& changes) {

@@ -1,5 +1,5 @@
 // Wires the nixmox controllers into a kube::Manager: informers (with their
-// indexes), the ProxmoxCluster and ProxmoxVM controllers, the inventory
+// indexes), the ProxmoxCluster, ProxmoxVM and NixImage controllers, the inventory
 // change listener, and the mappings that enqueue a ProxmoxVM when its
 // NixImage or ProxmoxCluster changes. nixmox-operator calls it; so do tests
 // that run the controllers in-process.
@@ -12,6 +12,7 @@
 
 #include "src/controllers/cluster_controller.h"
 #include "src/controllers/cluster_runtime.h"
+#include "src/controllers/image_controller.h"
 #include "src/controllers/reachability.h"
 #include "src/controllers/vm_controller.h"
 #include "src/kube/events.h"
@@ -24,6 +25,7 @@ struct ControllersConfig {
   int max_concurrent_reconciles = 4;
   ClusterControllerOptions cluster;
   VmControllerOptions vm;
+  ImageControllerOptions image;  // image.users is filled in by Controllers
   std::chrono::milliseconds resync_period{std::chrono::minutes(10)};
 };
 
@@ -40,6 +42,7 @@ class Controllers {
   ClusterRegistry registry_;
   std::unique_ptr<ClusterReconciler> cluster_;
   std::unique_ptr<VmReconciler> vm_;
+  std::unique_ptr<ImageReconciler> image_;
 };
 
 }  // namespace nixmox::controllers

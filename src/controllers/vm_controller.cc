@@ -12,6 +12,7 @@
 #include "src/api/reasons.h"
 #include "src/api/validation.h"
 #include "src/controllers/resources.h"
+#include "src/controllers/vm_metrics.h"
 #include "src/controllers/vm_reconcile.h"
 #include "src/controllers/vm_status.h"
 #include "src/kube/events.h"
@@ -152,6 +153,7 @@ Result<kube::ReconcileResult> VmReconciler::Impl::Finish(VmPass& p, Step step) {
     Condition(p, condition::kReady, ready.value, ready.reason, ready.message);
   }
   p.status.observed_generation = p.generation();
+  RecordVmPhase(p.key, p.status.phase);
   if (p.status == p.read_status) return outcome;
   kube::Object next = p.object;
   next["status"] = api::ToJson(p.status);
@@ -227,16 +229,19 @@ Step VmReconciler::Impl::ResolveImage(VmPass& p) {
               "NixImage " + name + " not found");
     return std::nullopt;
   }
+  // A built image stays usable while a newer build runs or fails: the
+  // volume in status is only ever replaced by a finished upload.
   Result<api::NixImage> image = api::NixImageFromJson(*got);
-  if (!image.ok() || image->status.phase != api::ImagePhase::kReady ||
-      image->status.volume_id.empty()) {
+  if (!image.ok() || image->status.volume_id.empty() || image->status.store_path.empty()) {
     const std::string phase =
         image.ok() ? std::string(api::EnumName(image->status.phase)) : "unreadable";
     Condition(p, condition::kImageReady, ConditionStatus::kFalse, reason::kImageNotReady,
               "NixImage " + name + " is " + phase);
     return std::nullopt;
   }
-  p.image = {true, image->status.volume_id, image->status.store_path};
+  p.image = {true, image->status.volume_id, image->status.store_path,
+             kube::MakeKey(kube::NamespaceOf(p.object), name),
+             image->spec.rollout.max_unavailable};
   Condition(p, condition::kImageReady, ConditionStatus::kTrue, reason::kImageReady,
             "NixImage " + name + " is " + image->status.store_path);
   return std::nullopt;
@@ -274,6 +279,10 @@ Step VmReconciler::Impl::FollowTask(VmPass& p) {
   p.memory->finished_task = raw;
   ReleaseClaims(p);
   if (!task.ok()) return std::nullopt;
+  const auto started = std::chrono::system_clock::time_point(std::chrono::seconds(upid->starttime));
+  RecordTaskDuration(upid->type, task->succeeded(),
+                     std::chrono::duration_cast<std::chrono::seconds>(
+                         std::max(clock_.WallNow() - started, Clock::WallTime::duration::zero())));
 
   std::string& message = p.status.last_task->message;
   const std::string what = message.substr(0, message.find(": "));
@@ -391,6 +400,8 @@ VmMemory& VmReconciler::Impl::MemoryFor(const std::string& key) {
 }
 
 void VmReconciler::Impl::Forget(const std::string& key) {
+  ForgetVmPhase(key);
+  LeaveRollout(key);
   VmMemory forgotten;
   {
     std::lock_guard lock(mu_);

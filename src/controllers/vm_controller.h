@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,12 @@ struct VmControllerOptions {
   std::chrono::milliseconds config_resync{std::chrono::minutes(10)};
   // How soon a running Proxmox task is looked at again.
   std::chrono::milliseconds task_poll{std::chrono::seconds(2)};
+  // The ProxmoxVMs whose imageRef names the NixImage "ns/name" (the
+  // informer's kIndexImage in production); null: a List of the namespace,
+  // filtered. A rollout counts them against the image's maxUnavailable.
+  std::function<Result<std::vector<kube::Object>>(const std::string& image_key)> image_users;
+  // How soon a VM waiting for a rollout slot looks again.
+  std::chrono::milliseconds rollout_poll{std::chrono::seconds(5)};
 };
 
 class VmReconciler final : public kube::Reconciler {

@@ -2,8 +2,10 @@
 // its config against the spec, its image against the NixImage's, its power
 // state against spec.powerState, and (no mutation) what its guest agent says.
 #include <algorithm>
+#include <set>
 #include <utility>
 
+#include "src/api/json.h"
 #include "src/api/reasons.h"
 #include "src/controllers/addresses.h"
 #include "src/controllers/resources.h"
@@ -161,6 +163,65 @@ Step VmReconciler::Impl::CheckPending(VmPass& p, FoundVm& vm) {
 // ---------------------------------------------------------------------------
 // Image rollout
 
+// A sibling (another ProxmoxVM of the same NixImage) is unavailable for the
+// rollout while it re-creates (UpdateAvailable/Recreating) or runs the new
+// image without being Ready yet.
+static bool UnavailableForRollout(const api::ProxmoxVmStatus& status, const std::string& store_path) {
+  const api::Condition* update = FindVmCondition(status, condition::kUpdateAvailable);
+  if (update && update->status == ConditionStatus::kTrue && update->reason == reason::kRecreating) {
+    return true;
+  }
+  return status.image_store_path == store_path && !IsVmConditionTrue(status, condition::kReady);
+}
+
+Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p, std::vector<std::string>* waiting_on) {
+  // Admitted before a restart: its status says it is re-creating.
+  if (const api::Condition* update = FindVmCondition(p.status, condition::kUpdateAvailable);
+      update && update->status == ConditionStatus::kTrue && update->reason == reason::kRecreating) {
+    std::lock_guard lock(rollout_mu_);
+    rolling_[p.image.key].insert(p.key);
+    return true;
+  }
+  std::vector<kube::Object> siblings;
+  if (options_.image_users) {
+    ASSIGN_OR_RETURN(siblings, options_.image_users(p.image.key));
+  } else {
+    ASSIGN_OR_RETURN(kube::ObjectList all,
+                     reader_.List(ProxmoxVms(), kube::NamespaceOf(p.object), {}));
+    const std::string image = p.vm.spec.image_ref->name;
+    for (kube::Object& vm : all.items) {
+      if (kube::StringAt(vm, {"spec", "imageRef", "name"}) == image) {
+        siblings.push_back(std::move(vm));
+      }
+    }
+  }
+  std::set<std::string> busy;
+  for (const kube::Object& obj : siblings) {
+    const std::string key = kube::KeyOf(obj);
+    if (key == p.key) continue;
+    Result<api::ProxmoxVm> vm = api::ProxmoxVmFromJson(obj);
+    if (vm.ok() && UnavailableForRollout(vm->status, p.image.store_path)) busy.insert(key);
+  }
+  std::lock_guard lock(rollout_mu_);
+  std::set<std::string>& rolling = rolling_[p.image.key];
+  if (rolling.contains(p.key)) return true;
+  busy.insert(rolling.begin(), rolling.end());
+  if (static_cast<int>(busy.size()) < std::max(1, p.image.max_unavailable)) {
+    rolling.insert(p.key);
+    return true;
+  }
+  for (const std::string& key : busy) waiting_on->push_back(kube::SplitKey(key).second);
+  return false;
+}
+
+void VmReconciler::Impl::LeaveRollout(const std::string& vm_key) {
+  std::lock_guard lock(rollout_mu_);
+  for (auto it = rolling_.begin(); it != rolling_.end();) {
+    it->second.erase(vm_key);
+    it = it->second.empty() ? rolling_.erase(it) : std::next(it);
+  }
+}
+
 Step VmReconciler::Impl::RollOut(VmPass& p, FoundVm& vm) {
   if (!p.vm.spec.image_ref || !p.image.ready) return std::nullopt;
   const std::string want = ImageTag(p.image.store_path);
@@ -169,6 +230,7 @@ Step VmReconciler::Impl::RollOut(VmPass& p, FoundVm& vm) {
   // No image tag: the config step puts one back; nothing to compare yet.
   if (have.empty()) return std::nullopt;
   if (have == want) {
+    LeaveRollout(p.key);
     p.status.image_store_path = p.image.store_path;
     if (FindVmCondition(p.status, condition::kUpdateAvailable)) {
       Condition(p, condition::kUpdateAvailable, ConditionStatus::kFalse, reason::kUpToDate,
@@ -192,6 +254,15 @@ Step VmReconciler::Impl::RollOut(VmPass& p, FoundVm& vm) {
     Condition(p, condition::kUpdateAvailable, ConditionStatus::kTrue, reason::kUpdatePending,
               news + " (observing only)");
     return std::nullopt;
+  }
+  std::vector<std::string> waiting_on;
+  Result<bool> admitted = EnterRollout(p, &waiting_on);
+  if (!admitted.ok()) return Fail(admitted.status());
+  if (!*admitted) {
+    Condition(p, condition::kUpdateAvailable, ConditionStatus::kTrue, reason::kRolloutWaiting,
+              news + "; waiting: maxUnavailable " + std::to_string(p.image.max_unavailable) +
+                  " reached (" + Join(waiting_on, ", ") + ")");
+    return After(options_.rollout_poll);
   }
   // Recreate: stop, remember the MACs, destroy; the VM is then absent and
   // the create path builds it again with the same VMID from the new image.

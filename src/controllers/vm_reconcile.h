@@ -63,6 +63,8 @@ struct ImageSource {
   bool ready = false;
   std::string volume;      // NixImage status.volumeID, or spec.sourceVolume
   std::string store_path;  // empty for a sourceVolume
+  std::string key;         // "ns/name" of the NixImage; empty for a sourceVolume
+  int max_unavailable = 1;  // the NixImage's rollout.maxUnavailable
 };
 
 // A VM in Proxmox with the VMID a ProxmoxVM looks for.
@@ -141,6 +143,11 @@ struct VmReconciler::Impl {
   Step CheckPending(VmPass& p, FoundVm& vm);
   Step ApplyConfig(VmPass& p, FoundVm& vm, const ConfigDiff& diff);
   Step RollOut(VmPass& p, FoundVm& vm);
+  // Whether this VM may start re-creating for a new image now: fewer than
+  // the image's maxUnavailable VMs are between their stop and Ready.
+  // `waiting_on` names them when it may not.
+  Result<bool> EnterRollout(VmPass& p, std::vector<std::string>* waiting_on);
+  void LeaveRollout(const std::string& vm_key);
   Step RememberMacs(VmPass& p, FoundVm& vm);
   Step ForgetMacs(VmPass& p);
   Step ApplyPowerState(VmPass& p, FoundVm& vm);
@@ -178,6 +185,10 @@ struct VmReconciler::Impl {
 
   std::mutex mu_;  // guards memory_ (each entry is used by its key's worker only)
   std::map<std::string, VmMemory> memory_;
+  // VMs admitted to a rollout and not yet Ready on the new image, per
+  // NixImage key: the status in the cache lags, this does not.
+  std::mutex rollout_mu_;
+  std::map<std::string, std::set<std::string>> rolling_;
 };
 
 // Small pieces the parts share.

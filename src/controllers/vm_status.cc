@@ -40,8 +40,15 @@ api::Condition ToApi(const kube::Condition& c) {
 bool SetVmCondition(api::ProxmoxVmStatus& status, std::string_view type, api::ConditionStatus value,
                     std::string_view reason, std::string message, std::int64_t generation,
                     Clock::WallTime now) {
+  return SetApiCondition(status.conditions, type, value, reason, std::move(message), generation,
+                         now);
+}
+
+bool SetApiCondition(std::vector<api::Condition>& typed, std::string_view type,
+                     api::ConditionStatus value, std::string_view reason, std::string message,
+                     std::int64_t generation, Clock::WallTime now) {
   nlohmann::json conditions = nlohmann::json::array();
-  for (const api::Condition& c : status.conditions) {
+  for (const api::Condition& c : typed) {
     conditions.push_back(kube::ConditionToJson(ToKube(c)));
   }
   kube::Condition wanted;
@@ -51,9 +58,9 @@ bool SetVmCondition(api::ProxmoxVmStatus& status, std::string_view type, api::Co
   wanted.message = std::move(message);
   wanted.observed_generation = generation;
   if (!kube::SetCondition(conditions, wanted, now)) return false;
-  status.conditions.clear();
+  typed.clear();
   for (const nlohmann::json& j : conditions) {
-    if (auto c = kube::ConditionFromJson(j); c.ok()) status.conditions.push_back(ToApi(*c));
+    if (auto c = kube::ConditionFromJson(j); c.ok()) typed.push_back(ToApi(*c));
   }
   return true;
 }

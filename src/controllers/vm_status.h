@@ -6,11 +6,19 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/api/types.h"
 #include "src/common/clock.h"
 
 namespace nixmox::controllers {
+
+// Sets one condition in a typed list (any kind's status.conditions): a new
+// type is added, an existing one keeps its lastTransitionTime unless its
+// status moves. True when anything changed.
+bool SetApiCondition(std::vector<api::Condition>& conditions, std::string_view type,
+                     api::ConditionStatus value, std::string_view reason, std::string message,
+                     std::int64_t generation, Clock::WallTime now);
 
 // Sets one condition: a new type is added, an existing one keeps its
 // lastTransitionTime unless its status moves. True when anything changed.

@@ -86,7 +86,16 @@ class Watcher {
                        std::shared_ptr<http::CancelToken> cancel = nullptr) = 0;
 };
 
-class Client : public Reader, public Writer, public Watcher {};
+// Container logs (pods/NAME/log): plain text, not objects.
+class LogReader {
+ public:
+  virtual ~LogReader() = default;
+  // The last `tail_lines` lines of the log of `container` in pod ns/name.
+  virtual Result<std::string> PodLogTail(std::string_view ns, std::string_view pod,
+                                         std::string_view container, int tail_lines) = 0;
+};
+
+class Client : public Reader, public Writer, public Watcher, public LogReader {};
 
 // Follows continue tokens until the list is complete (pages of `page_size`).
 Result<ObjectList> ListAll(Reader& reader, const ResourceType& type, std::string_view ns,

@@ -243,6 +243,34 @@ Status FakeClient::Delete(const ResourceType& type, std::string_view ns, std::st
   return Store(type, std::move(obj), WatchEvent::Type::kDeleted).status();
 }
 
+Result<std::string> FakeClient::PodLogTail(std::string_view ns, std::string_view pod,
+                                           std::string_view /*container*/, int tail_lines) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = logs_.find(MakeKey(ns, pod));
+  if (it == logs_.end()) return Status(Code::kNotFound, "no log for pod " + MakeKey(ns, pod));
+  std::vector<std::string_view> lines;
+  std::string_view text = it->second;
+  while (!text.empty()) {
+    std::size_t nl = text.find('\n');
+    lines.push_back(text.substr(0, nl));
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+  }
+  std::string tail;
+  std::size_t first = lines.size() > static_cast<std::size_t>(tail_lines)
+                          ? lines.size() - static_cast<std::size_t>(tail_lines)
+                          : 0;
+  for (std::size_t i = first; i < lines.size(); ++i) {
+    tail.append(lines[i]);
+    tail += '\n';
+  }
+  return tail;
+}
+
+void FakeClient::SetPodLog(std::string_view ns, std::string_view pod, std::string text) {
+  std::lock_guard<std::mutex> lock(mu_);
+  logs_[MakeKey(ns, pod)] = std::move(text);
+}
+
 Status FakeClient::Watch(const ResourceType& type, std::string_view ns, const ListOptions& options,
                          const std::function<bool(const WatchEvent&)>& on_event,
                          std::shared_ptr<http::CancelToken> cancel) {

@@ -39,6 +39,10 @@ class FakeClient final : public Client {
   Status Watch(const ResourceType& type, std::string_view ns, const ListOptions& options,
                const std::function<bool(const WatchEvent&)>& on_event,
                std::shared_ptr<http::CancelToken> cancel = nullptr) override;
+  // The text SetPodLog gave (its last tail_lines lines); NotFound without one.
+  Result<std::string> PodLogTail(std::string_view ns, std::string_view pod,
+                                 std::string_view container, int tail_lines) override;
+  void SetPodLog(std::string_view ns, std::string_view pod, std::string text);
 
   // Fault injection: the next matching call ("get", "list", "create", "update",
   // "update_status", "patch", "delete", "watch") fails with `status` instead.
@@ -70,6 +74,7 @@ class FakeClient final : public Client {
   std::vector<Change> history_;
   std::map<std::string, std::vector<Status>> failures_;
   std::vector<std::string> actions_;
+  std::map<std::string, std::string> logs_;  // ns/pod -> text
 };
 
 }  // namespace nixmox::kube

@@ -216,6 +216,25 @@ Status RestClient::Delete(const ResourceType& type, std::string_view ns, std::st
   return Call(std::move(req), Describe("delete", type, ns, name)).status();
 }
 
+Result<std::string> RestClient::PodLogTail(std::string_view ns, std::string_view pod,
+                                           std::string_view container, int tail_lines) {
+  http::Request req;
+  req.target = WithQuery(ResourcePath(resources::Pods(), ns, pod, "log"),
+                         {{"container", std::string(container)},
+                          {"tailLines", std::to_string(tail_lines)}});
+  const std::string context = Describe("read the log of", resources::Pods(), ns, pod);
+  RETURN_IF_ERROR(Authorize(req));
+  req.headers.Set("Accept", "text/plain, */*");
+  if (timeout_) req.timeout = *timeout_;
+  auto response = http_->Send(req);
+  if (!response.ok()) {
+    Status s = response.status();
+    return s.Annotate(context);
+  }
+  RETURN_IF_ERROR(StatusFromResponse(*response, context));
+  return std::move(response->body);
+}
+
 Status RestClient::Watch(const ResourceType& type, std::string_view ns, const ListOptions& options,
                          const std::function<bool(const WatchEvent&)>& on_event,
                          std::shared_ptr<http::CancelToken> cancel) {

@@ -39,6 +39,8 @@ class RestClient final : public Client {
   Status Watch(const ResourceType& type, std::string_view ns, const ListOptions& options,
                const std::function<bool(const WatchEvent&)>& on_event,
                std::shared_ptr<http::CancelToken> cancel = nullptr) override;
+  Result<std::string> PodLogTail(std::string_view ns, std::string_view pod,
+                                 std::string_view container, int tail_lines) override;
 
  private:
   Status Authorize(http::Request& request);

@@ -73,10 +73,17 @@ Result<int> FreePort() {
 }
 
 // argv for `binary` with "--flag value" pairs.
-std::vector<std::string> WithFlags(const std::string& binary,
-                                   const std::vector<std::pair<std::string, std::string>>& flags) {
+using Flags = std::vector<std::pair<std::string, std::string>>;
+
+std::vector<std::string> WithFlags(const std::string& binary, const Flags& flags,
+                                   const Flags& more = {}) {
   std::vector<std::string> argv = {binary};
-  for (const auto& [flag, value] : flags) argv.insert(argv.end(), {flag, value});
+  for (const Flags* list : {&flags, &more}) {
+    for (const auto& [flag, value] : *list) {
+      argv.push_back(flag);
+      if (!value.empty()) argv.push_back(value);  // {"--switch", ""}: a flag alone
+    }
+  }
   return argv;
 }
 
@@ -154,9 +161,7 @@ Status World::StartKube() {
     kubeconfig_ = dir_.File("kubeconfig");
     // kubectl sends its bearer token only over TLS.
     ASSIGN_OR_RETURN(Subprocess sim,
-                     Subprocess::Start({KUBESIM_PATH, "--listen", "127.0.0.1:0", "--tls", "--token",
-                                        RandomUuid(), "--kubeconfig-out", kubeconfig_},
-                                       {}, dir_.File("kubesim.log")));
+                     Subprocess::Start(KubesimArgv(), {}, dir_.File("kubesim.log")));
     kubesim_ = std::make_unique<Subprocess>(std::move(sim));
     if (auto line = kubesim_->ReadLine(30s); !line.ok()) {
       return InternalError("kubesim did not start:\n" + ReadFile(dir_.File("kubesim.log")));
@@ -245,6 +250,14 @@ Status World::ApplyCluster() {
   return CommandStatus(Apply(cluster.dump()), "applying the ProxmoxCluster");
 }
 
+std::vector<std::string> World::KubesimArgv() const {
+  std::vector<std::string> argv = {KUBESIM_PATH, "--listen",         "127.0.0.1:0", "--tls",
+                                   "--token",    RandomUuid(),       "--kubeconfig-out",
+                                   kubeconfig_};
+  if (options_.run_jobs) argv.insert(argv.end(), {"--run-jobs", "--work-dir", dir_.File("jobs")});
+  return argv;
+}
+
 Status World::StartOperator() {
   ASSIGN_OR_RETURN(int port, FreePort());
   // Health probes and metrics share one server on this port.
@@ -260,7 +273,8 @@ Status World::StartOperator() {
                                                 {"--inventory-period", "2s"},
                                                 {"--agent-period", "2s"},
                                                 {"--probe-networks", options_.probe_networks},
-                                                {"--log-level", "debug"}}),
+                                                {"--log-level", "debug"}},
+                                               options_.operator_flags),
                                      {}, log));
   operator_ = std::make_unique<Subprocess>(std::move(op));
 

@@ -34,6 +34,10 @@ struct WorldOptions {
   std::string probe_networks = "127.0.0.1/32";
   // How long pve-sim takes to import one GiB of the (1 GiB) boot image.
   int import_ms_per_gib = 500;
+  // kubesim runs Jobs (the NixImage builder) as local processes.
+  bool run_jobs = false;
+  // More operator flags, e.g. {"--builder-command", path}.
+  std::vector<std::pair<std::string, std::string>> operator_flags;
 };
 
 class World {
@@ -86,6 +90,7 @@ class World {
  private:
   explicit World(WorldOptions options);
   Status StartKube();
+  std::vector<std::string> KubesimArgv() const;
   Status StartPve();
   Status UploadBootImage();
   Status ApplyCluster();

@@ -2,6 +2,8 @@
 # The sandbox, from an existing build (.ci/sandbox builds first; ctest runs it
 # too): kubesim (a Kubernetes API server) + pve-sim (a three-node Proxmox VE)
 # + nixmox-operator, with crds/ and deploy/examples/ applied by real kubectl.
+# The example NixImage is built by the real nix (nix/examples/offline, a flake
+# with no inputs) in a builder Job that kubesim runs as a local process.
 # It waits until every example VM is Running with a primary IP, prints them,
 # stops everything and exits 0; non-zero with the logs on failure or when the
 # deadline passes.
@@ -80,15 +82,17 @@ wait_for_line() {
 }
 
 for bin in test/sim/kube/kubesim test/sim/pve/pve-sim operator/nixmox-operator \
-  test/sandbox/nixmox-sandbox-cert; do
+  operator/nixmox-builder test/sandbox/nixmox-sandbox-cert; do
   [ -x "$build/$bin" ] || { echo "sandbox: $build/$bin is missing: build first" >&2; exit 1; }
 done
 kubectl_bin=$(bash "$root/.ci/tools" | sed -n 's/^KUBECTL=//p')
 k() { "$kubectl_bin" --kubeconfig "$work/kubeconfig" "$@"; }
 
 # ---- Kubernetes: kubesim, the CRDs, a namespace --------------------------
+# --run-jobs: kubesim runs the NixImage builder Jobs as processes on this machine.
 "$build/test/sim/kube/kubesim" --listen 127.0.0.1:0 --tls --token "$(uuid)" \
-  --kubeconfig-out "$work/kubeconfig" >"$work/kubesim.out" 2>"$work/kubesim.log" &
+  --kubeconfig-out "$work/kubeconfig" --run-jobs --work-dir "$work/jobs" \
+  >"$work/kubesim.out" 2>"$work/kubesim.log" &
 pids+=($!)
 kube_url=$(wait_for_line "$work/kubesim.out" "serving on" "${pids[-1]}" | awk '{print $NF}')
 say "kubesim is serving at $kube_url"
@@ -153,12 +157,25 @@ sed -f "$work/fill.sed" "$examples/cluster.yaml" |
     -p "$(jq -n --rawfile ca "$work/pve.crt" '{spec: {tls: {caBundle: $ca}}}')" |
   k apply -n "$ns" -f - >/dev/null
 k apply -n "$ns" -f "$examples/vms.yaml"
+# The NixImage builds nix/examples/offline, a flake with no inputs, with the
+# real nix; its VM boots from the volume the builder uploads. Nix without a
+# daemon writes /nix itself, which only root may.
+if [ "$(id -u)" -eq 0 ] && command -v nix >/dev/null; then
+  system="$(uname -m)-linux"
+  sed -e "s|github:example/infra|path:$root/nix/examples/offline|" \
+    -e "s|nixosConfigurations.web.config.system.build.image|packages.$system.qcow2|" \
+    "$examples/image.yaml" | k apply -n "$ns" -f -
+else
+  say "not root or no nix: the NixImage example (deploy/examples/image.yaml) is left out"
+fi
 vm_count=$(k get proxmoxvms -n "$ns" -o name | wc -l)
 
 # ---- The operator ---------------------------------------------------------
 "$build/operator/nixmox-operator" --kubeconfig "$work/kubeconfig" --namespace "$ns" \
   --health-probe-bind-address 127.0.0.1:0 --metrics-bind-address 127.0.0.1:0 \
   --inventory-period 2s --agent-period 2s --probe-networks "$probe_networks" \
+  --allow-local-flakes --builder-command "$build/operator/nixmox-builder" \
+  --builder-nix-option sandbox=false --builder-nix-option substituters= \
   2>"$work/operator.log" >/dev/null &
 pids+=($!)
 operator_pid=${pids[-1]}
@@ -197,7 +214,7 @@ while :; do
 done
 
 echo
-k get proxmoxclusters,proxmoxvms -n "$ns" -o wide
+k get proxmoxclusters,niximages,proxmoxvms -n "$ns" -o wide
 echo
 printf '%-10s %-40s %-6s %-8s %s\n' VM ADDRESS FAMILY SCOPE REACHABLE
 jq -r '.items[] | .metadata.name as $n | .status.ipAddresses[]? |

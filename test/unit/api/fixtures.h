@@ -96,6 +96,9 @@ inline NixImage FullImage() {
   st.flake_revision = "0123abcd";
   st.job_name = "web-1a2b3c4d";
   st.build_key = "1a2b3c4d5e6f";
+  st.progress = "upload 45%: 120/260 MiB to pve1";
+  st.checked_at = "2026-11-22T14:00:00Z";
+  st.failed_attempts = 1;
   st.generations = {{st.store_path, st.nar_hash, st.volume_id, st.built_at}};
   st.conditions = {ReadyCondition()};
   st.observed_generation = 4;

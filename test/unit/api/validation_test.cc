@@ -105,6 +105,23 @@ TEST(ImageValidationTest, FlakeMustBeFetchableByTheBuilderJob) {
   }
 }
 
+TEST(ImageValidationTest, LocalFlakesOnlyWhenAllowed) {
+  NixImageSpec s = testing::FullImage().spec;
+  for (const char* local : {"path:/srv/infra", "/srv/infra", "./infra", "git+file:///srv/infra"}) {
+    s.flake = local;
+    EXPECT_THAT(Fields(Validate(s)), ElementsAre("spec.flake")) << local;
+    EXPECT_THAT(Validate(s, /*allow_local_flakes=*/true), IsEmpty()) << local;
+  }
+  s.flake = "svn:foo";  // still not a flake reference
+  EXPECT_THAT(Fields(Validate(s, true)), ElementsAre("spec.flake"));
+}
+
+TEST(ImageValidationTest, VmaCannotBeUploaded) {
+  NixImageSpec s = testing::FullImage().spec;
+  s.format = ImageFormat::kVma;
+  EXPECT_THAT(Fields(Validate(s)), ElementsAre("spec.format"));
+}
+
 TEST(ImageValidationTest, ExtraOptionsMayNotShadowOwnFieldsOrSpanLines) {
   NixImageSpec s = testing::FullImage().spec;
   s.nix.extra_options = {{"substituters", "https://x"},

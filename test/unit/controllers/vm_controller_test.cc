@@ -9,6 +9,7 @@
 
 #include "src/api/json.h"
 #include "src/api/reasons.h"
+#include "src/common/metrics.h"
 #include "src/controllers/resources.h"
 #include "src/controllers/vm_plan.h"
 #include "src/kube/fake_client.h"
@@ -581,6 +582,47 @@ TEST_F(VmControllerTest, NewImageWithManualPolicyIsOnlyReported) {
   EXPECT_THAT(Config(vmid).tags(), Contains(ImageTag(kStorePath)));
 }
 
+TEST_F(VmControllerTest, RolloutReCreatesAtMostMaxUnavailableVmsAtATime) {
+  const std::vector<std::string> names = {"web-a", "web-b", "web-c"};
+  for (const std::string& name : names) {
+    Apply(NewVm(name));
+    ASSERT_TRUE(ConvergeReady(name)) << name;
+  }
+  UploadImage("nixos-web2.qcow2");
+  kube::Object image = kube_.Get(NixImages(), kNs, "web").value();
+  image["status"]["storePath"] = kNewStorePath;
+  image["status"]["volumeID"] = "local:import/nixos-web2.qcow2";
+  ASSERT_TRUE(kube_.UpdateStatus(NixImages(), image).ok());
+
+  // Round robin, as workers would take them; at no point may two VMs be
+  // between their stop and Ready on the new image.
+  int max_busy = 0;
+  bool waited = false;
+  for (int round = 0; round < 120; ++round) {
+    for (const std::string& name : names) static_cast<void>(Pass(name));
+    int busy = 0, done = 0;
+    for (const std::string& name : names) {
+      const api::ProxmoxVm vm = Vm(name);
+      const bool on_new = vm.status.image_store_path == kNewStorePath;
+      const bool ready = ConditionOf(name, "Ready") == "True/Running";
+      if (ConditionOf(name, "UpdateAvailable") == "True/Recreating" || (on_new && !ready)) ++busy;
+      if (ConditionOf(name, "UpdateAvailable") == "True/RolloutWaiting") waited = true;
+      if (on_new && ready) ++done;
+    }
+    max_busy = std::max(max_busy, busy);
+    if (done == static_cast<int>(names.size())) break;
+    world_.Advance(seconds(1));
+    ASSERT_TRUE(runtime_->RefreshInventory().ok());
+  }
+  for (const std::string& name : names) {
+    EXPECT_EQ(Vm(name).status.image_store_path, kNewStorePath) << name;
+    EXPECT_EQ(ConditionOf(name, "Ready"), "True/Running") << name;
+  }
+  EXPECT_EQ(max_busy, 1);
+  EXPECT_TRUE(waited) << "no VM ever waited for a slot";
+  EXPECT_EQ(SimVms().size(), names.size());
+}
+
 // ---------------------------------------------------------------------------
 // Deletion
 
@@ -879,6 +921,38 @@ TEST_F(VmControllerTest, CreateNamingAMissingVolumeIsReportedAndBacksOff) {
   EXPECT_NE(last_.status().message().find("does not exist"), std::string::npos)
       << last_.status().message();
   EXPECT_THAT(SimVms(), ::testing::IsEmpty());
+}
+
+// The value of the sample `name` in the process registry's exposition; -1 when absent.
+double MetricValue(const std::string& name) {
+  const std::string text = SerializeMetrics(MetricsRegistry());
+  const std::string prefix = name + " ";
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(at, end - at);
+    if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(prefix.size()));
+    at = end + 1;
+  }
+  return -1;
+}
+
+TEST_F(VmControllerTest, MetricsCountVmsByPhaseAndTimeTasks) {
+  const std::string running = "nixmox_proxmoxvms{phase=\"Running\"}";
+  const std::string creates =
+      "nixmox_proxmox_task_duration_seconds_count{result=\"ok\",type=\"qmcreate\"}";
+  // A name no other test uses: the gauge is process-wide, keyed by object.
+  Apply(NewVm("metrics-probe"));
+  const double running_before = std::max(0.0, MetricValue(running));
+  const double creates_before = std::max(0.0, MetricValue(creates));
+  ASSERT_TRUE(ConvergeReady("metrics-probe"));
+  EXPECT_EQ(MetricValue(running), running_before + 1);
+  EXPECT_EQ(MetricValue(creates), creates_before + 1);
+
+  ASSERT_TRUE(kube_.Delete(ProxmoxVms(), kNs, "metrics-probe").ok());
+  ASSERT_TRUE(Converge("metrics-probe", 20, [&] { return !Exists("metrics-probe"); }));
+  static_cast<void>(Pass("metrics-probe"));  // the object is gone: it counts nowhere
+  EXPECT_EQ(MetricValue(running), running_before);
 }
 
 }  // namespace

@@ -144,6 +144,11 @@ struct BadFlag {
   std::string names;  // what the message must mention
 };
 
+// How a case reads in test names and failures: its arguments.
+void PrintTo(const BadFlag& flag, std::ostream* out) {
+  for (std::size_t i = 0; i < flag.args.size(); ++i) *out << (i ? " " : "") << flag.args[i];
+}
+
 class BadFlagTest : public ::testing::TestWithParam<BadFlag> {};
 
 TEST_P(BadFlagTest, IsInvalidAndNamesTheCulprit) {
@@ -174,7 +179,32 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{{"--probe-networks", "not-a-cidr"}, "--probe-networks"},
         BadFlag{{"--log-level", "verbose"}, "--log-level"},
         BadFlag{{"--log-format", "xml"}, "--log-format"},
-        BadFlag{{"--leader-election-id="}, "--leader-election-id"}));
+        BadFlag{{"--leader-election-id="}, "--leader-election-id"},
+        BadFlag{{"--builder-image="}, "--builder-image"},
+        BadFlag{{"--builder-cpu-request", "lots"}, "--builder-cpu-request"},
+        BadFlag{{"--builder-memory-limit", "4GB"}, "--builder-memory-limit"},
+        BadFlag{{"--builder-nix-option", "sandbox"}, "--builder-nix-option"},
+        BadFlag{{"--builder-nix-option", "=x"}, "--builder-nix-option"}));
+
+TEST(BuilderFlagsTest, FillTheJobDefaults) {
+  auto parsed = ParseCommandLine({"--builder-image", "reg.example/b:1", "--builder-command",
+                                  "/opt/nixmox-builder", "--builder-cpu-request", "500m",
+                                  "--builder-memory-request", "2Gi", "--builder-memory-limit",
+                                  "8Gi", "--builder-kvm-resource", "devices.kubevirt.io/kvm",
+                                  "--builder-nix-option", "sandbox=false", "--builder-nix-option",
+                                  "substituters=", "--allow-local-flakes"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const nix::BuilderDefaults& b = parsed->options.builder;
+  EXPECT_EQ(b.image, "reg.example/b:1");
+  EXPECT_EQ(b.command, "/opt/nixmox-builder");
+  EXPECT_EQ(b.resources.requests.at("cpu").value, "500m");
+  EXPECT_EQ(b.resources.requests.at("memory").value, "2Gi");
+  EXPECT_EQ(b.resources.limits.at("memory").value, "8Gi");
+  EXPECT_EQ(b.kvm_resource, "devices.kubevirt.io/kvm");
+  EXPECT_THAT(b.nix_options, ::testing::ElementsAre("sandbox=false", "substituters="));
+  EXPECT_TRUE(parsed->options.allow_local_flakes);
+  EXPECT_FALSE(ParseCommandLine({})->options.allow_local_flakes);
+}
 
 TEST(ParseDurationTest, AcceptsTheUsualForms) {
   EXPECT_EQ(*ParseDuration("500ms"), milliseconds(500));
