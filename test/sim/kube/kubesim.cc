@@ -5,6 +5,7 @@
 #include <regex>
 #include <set>
 
+#include "test/sim/kube/admission.h"
 #include "test/sim/kube/patch.h"
 #include "test/sim/kube/protobuf.h"
 #include "test/sim/kube/schema.h"
@@ -437,29 +438,20 @@ ApiResult KubeSim::Admit(const ResourceInfo& r, json& o, const json* old, const 
         o["status"] = {{"phase", "Pending"}, {"qosClass", "BestEffort"}};
       }
     }
-    if (!pod_spec->is_object()) *pod_spec = json::object();
-    json& ps = *pod_spec;
-    if (!ps.contains("restartPolicy")) ps["restartPolicy"] = "Always";
-    if (!ps.contains("dnsPolicy")) ps["dnsPolicy"] = "ClusterFirst";
-    if (!ps.contains("schedulerName")) ps["schedulerName"] = "default-scheduler";
-    if (!ps.contains("terminationGracePeriodSeconds")) ps["terminationGracePeriodSeconds"] = 30;
-    if (!ps.contains("serviceAccountName") && !job) ps["serviceAccountName"] = "default";
-    if (!ps.contains("containers") || !ps["containers"].is_array() || ps["containers"].empty()) {
-      causes.push_back({"FieldValueRequired", prefix + ".containers", "Required value"});
-    } else {
-      for (size_t i = 0; i < ps["containers"].size(); ++i) {
-        json& c = ps["containers"][i];
-        std::string cp = prefix + ".containers[" + std::to_string(i) + "]";
-        if (c.value("name", "").empty())
-          causes.push_back({"FieldValueRequired", cp + ".name", "Required value"});
-        if (c.value("image", "").empty())
-          causes.push_back({"FieldValueRequired", cp + ".image", "Required value"});
-        if (!c.contains("terminationMessagePath"))
-          c["terminationMessagePath"] = "/dev/termination-log";
-        if (!c.contains("terminationMessagePolicy")) c["terminationMessagePolicy"] = "File";
-        if (!c.contains("imagePullPolicy")) c["imagePullPolicy"] = "IfNotPresent";
-      }
+    AdmitPodSpec(*pod_spec, prefix, causes);
+    if (!job && !pod_spec->contains("serviceAccountName")) {
+      (*pod_spec)["serviceAccountName"] = "default";
     }
+  } else if (gr == "deployments.apps") {
+    AdmitDeployment(o, old, causes);
+  } else if (gr == "poddisruptionbudgets.policy") {
+    AdmitPodDisruptionBudget(o, old, causes);
+  } else if (gr == "roles.rbac.authorization.k8s.io" ||
+             gr == "clusterroles.rbac.authorization.k8s.io") {
+    AdmitRole(o, r.namespaced, causes);
+  } else if (gr == "rolebindings.rbac.authorization.k8s.io" ||
+             gr == "clusterrolebindings.rbac.authorization.k8s.io") {
+    AdmitRoleBinding(o, old, r.namespaced, causes);
   } else if (gr == "services") {
     if (!o.contains("spec") || !o["spec"].is_object()) o["spec"] = json::object();
     json& spec = o["spec"];
@@ -946,6 +938,7 @@ http::ServerResponse KubeSim::Serve(const http::ServerRequest& req) {
   if (path == "/healthz" || path == "/livez" || path == "/readyz") {
     return http::ServerResponse::Text(200, "ok");
   }
+  if (path.rfind("/_sim/", 0) == 0) return ServeAdmin(req, path);
   if (!options_.token.empty()) {
     auto auth = req.headers.Get("Authorization");
     if (!auth || *auth != "Bearer " + options_.token) {
@@ -1039,7 +1032,47 @@ http::ServerResponse KubeSim::Serve(const http::ServerRequest& req) {
   return ServeResource(req, t);
 }
 
+http::ServerResponse KubeSim::ServeAdmin(const http::ServerRequest& req, const std::string& path) {
+  if (path == "/_sim/requests" && req.method == "GET") {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    return JsonResponse(200, json(counters_));
+  }
+  if (path == "/_sim/requests" && req.method == "DELETE") {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    counters_.clear();
+    return JsonResponse(200, json::object());
+  }
+  if (path == "/_sim/drop-watches" && req.method == "POST") {
+    int open = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      open = open_watches_.load();
+      ++watch_epoch_;
+      cv_.notify_all();
+    }
+    return JsonResponse(200, {{"dropped", open}});
+  }
+  return NotFoundPage();
+}
+
+void KubeSim::CountRequest(const http::ServerRequest& req, const Target& t) {
+  std::string verb = req.method;
+  if (req.method == "GET" && t.sub.empty()) {
+    if (t.legacy_watch || Truthy(req.QueryValue("watch"))) {
+      verb = "WATCH";
+    } else if (t.name.empty()) {
+      verb = "LIST";
+    }
+  }
+  std::string key = verb + " " + t.resource;
+  if (!t.group.empty()) key += "." + t.group;
+  if (!t.sub.empty()) key += "/" + t.sub;
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  ++counters_[key];
+}
+
 http::ServerResponse KubeSim::ServeResource(const http::ServerRequest& req, const Target& t) {
+  CountRequest(req, t);
   if (req.method == "GET" && t.sub.empty() && (t.legacy_watch || Truthy(req.QueryValue("watch")))) {
     return ServeWatch(req, t);
   }
@@ -1378,10 +1411,22 @@ void KubeSim::RunWatch(const WatchSpec& spec, http::StreamWriter& writer) {
     }
     return true;
   };
+  // Counted while the stream runs, for /_sim/drop-watches' answer.
+  struct OpenWatch {
+    std::atomic<int>* open = nullptr;
+    ~OpenWatch() {
+      if (open) --*open;
+    }
+  } open_watch;
   std::vector<std::string> out;
   uint64_t pos = 0;
+  uint64_t epoch = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Under mu_, like the drop: a watch it counted is one it ends.
+    epoch = watch_epoch_;
+    ++open_watches_;
+    open_watch.open = &open_watches_;
     if (spec.initial) {
       for (const auto& [key, o] : objects_[gr]) {
         if (matches(o)) out.push_back(encode("ADDED", o));
@@ -1409,7 +1454,7 @@ void KubeSim::RunWatch(const WatchSpec& spec, http::StreamWriter& writer) {
         if (spec.bookmarks) wake = std::min(wake, last_sent + options_.bookmark_interval);
         cv_.wait_until(lock, wake);
       }
-      if (stopping_) return;
+      if (stopping_ || watch_epoch_ != epoch) return;
       if (pos < compacted_) {
         lock.unlock();
         writer.Write(TooOld(pos, compacted_ + 1).dump() + "\n");

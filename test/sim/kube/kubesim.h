@@ -7,8 +7,16 @@
 // it through http::StartServer. Watches answer with a streaming response whose
 // writer runs on the server's thread until the client goes, the watch times
 // out or Shutdown() is called. All methods are thread-safe.
+//
+// Admin endpoints for benchmarks and fault tests (no authentication, outside
+// the API's paths): GET|DELETE /_sim/requests (request counters keyed
+// "VERB resource[.group][/subresource]", with the apiserver's verbs GET,
+// LIST, WATCH, POST, PUT, PATCH, DELETE) and POST /_sim/drop-watches (ends
+// every open watch stream now, as a restarting apiserver or a proxy cutting
+// connections would; answers {"dropped": N}).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -117,6 +125,8 @@ class KubeSim {
   std::string NewUid();
 
   http::ServerResponse Serve(const http::ServerRequest& req);
+  http::ServerResponse ServeAdmin(const http::ServerRequest& req, const std::string& path);
+  void CountRequest(const http::ServerRequest& req, const Target& t);
   http::ServerResponse ServeResource(const http::ServerRequest& req, const Target& t);
   http::ServerResponse ServeList(const http::ServerRequest& req, const Target& t);
   http::ServerResponse ServeWatch(const http::ServerRequest& req, const Target& t);
@@ -136,6 +146,11 @@ class KubeSim {
   bool stopping_ = false;
   std::mt19937_64 rng_;
   LogHandler log_handler_;
+  uint64_t watch_epoch_ = 0;  // bumped by /_sim/drop-watches; a watch ends when it moves
+  std::atomic<int> open_watches_{0};
+
+  std::mutex counters_mu_;
+  std::map<std::string, uint64_t> counters_;
 };
 
 }  // namespace nixmox::kubesim

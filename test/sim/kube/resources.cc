@@ -91,6 +91,26 @@ Registry::Registry() {
   auto new_events = Builtin("events.k8s.io", "v1", "events", "event", "Event", true);
   new_events.short_names = {"ev"};
   Add(new_events);
+  // What Helm charts and kustomize bases install besides the above. Stored and
+  // validated only: no controller acts on them (see README).
+  auto deployments = Builtin("apps", "v1", "deployments", "deployment", "Deployment", true);
+  deployments.short_names = {"deploy"};
+  deployments.categories = {"all"};
+  deployments.has_status = true;
+  deployments.has_generation = true;
+  Add(deployments);
+  auto pdbs = Builtin("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget",
+                      "PodDisruptionBudget", true);
+  pdbs.short_names = {"pdb"};
+  pdbs.has_status = true;
+  pdbs.has_generation = true;
+  Add(pdbs);
+  const std::string rbac = "rbac.authorization.k8s.io";
+  Add(Builtin(rbac, "v1", "roles", "role", "Role", true));
+  Add(Builtin(rbac, "v1", "rolebindings", "rolebinding", "RoleBinding", true));
+  Add(Builtin(rbac, "v1", "clusterroles", "clusterrole", "ClusterRole", false));
+  Add(Builtin(rbac, "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding",
+              false));
   auto crds = Builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                       "customresourcedefinition", "CustomResourceDefinition", false);
   crds.short_names = {"crd", "crds"};

@@ -71,8 +71,22 @@ void BuiltinColumns(const ResourceInfo& r, json& columns) {
   } else if (key == "services") {
     columns.push_back(Column("Type", "string", "", "The type of service"));
     columns.push_back(Column("Cluster-IP", "string", "", "The cluster IP"));
-  } else if (key == "customresourcedefinitions.apiextensions.k8s.io") {
-    columns.push_back(Column("Created At", "date", "", "When the CRD was created"));
+  } else if (key == "deployments.apps") {
+    columns.push_back(Column("Ready", "string", "", "Ready pods out of the desired replicas"));
+    columns.push_back(Column("Up-to-date", "string", "", "Pods that run the current template"));
+    columns.push_back(Column("Available", "string", "", "Pods available to serve"));
+  } else if (key == "poddisruptionbudgets.policy") {
+    columns.push_back(Column("Min Available", "string", "", "Pods that must stay available"));
+    columns.push_back(Column("Max Unavailable", "string", "", "Pods that may be unavailable"));
+    columns.push_back(
+        Column("Allowed Disruptions", "integer", "", "Pods that may be disrupted now"));
+  } else if (key == "rolebindings.rbac.authorization.k8s.io" ||
+             key == "clusterrolebindings.rbac.authorization.k8s.io") {
+    columns.push_back(Column("Role", "string", "", "Role of the binding"));
+  } else if (key == "customresourcedefinitions.apiextensions.k8s.io" ||
+             key == "roles.rbac.authorization.k8s.io" ||
+             key == "clusterroles.rbac.authorization.k8s.io") {
+    columns.push_back(Column("Created At", "date", "", "When the object was created"));
     return;
   }
   columns.push_back(Column("Age", "string", "", "CreationTimestamp is a timestamp ..."));
@@ -132,7 +146,24 @@ json BuiltinCells(const ResourceInfo& r, const json& o, Clock::time_point now) {
     cells.push_back(type.empty() ? "ClusterIP" : type);
     std::string ip = Str(o, ".spec.clusterIP");
     cells.push_back(ip.empty() ? "<none>" : ip);
-  } else if (key == "customresourcedefinitions.apiextensions.k8s.io") {
+  } else if (key == "deployments.apps") {
+    const json& status = Part(o, "status");
+    cells.push_back(std::to_string(status.value("readyReplicas", 0)) + "/" +
+                    std::to_string(Part(o, "spec").value("replicas", 1)));
+    cells.push_back(status.value("updatedReplicas", 0));
+    cells.push_back(status.value("availableReplicas", 0));
+  } else if (key == "poddisruptionbudgets.policy") {
+    for (const char* field : {".spec.minAvailable", ".spec.maxUnavailable"}) {
+      std::string value = Str(o, field);
+      cells.push_back(value.empty() ? "N/A" : value);
+    }
+    cells.push_back(Part(o, "status").value("disruptionsAllowed", 0));
+  } else if (key == "rolebindings.rbac.authorization.k8s.io" ||
+             key == "clusterrolebindings.rbac.authorization.k8s.io") {
+    cells.push_back(Str(o, ".roleRef.kind") + "/" + Str(o, ".roleRef.name"));
+  } else if (key == "customresourcedefinitions.apiextensions.k8s.io" ||
+             key == "roles.rbac.authorization.k8s.io" ||
+             key == "clusterroles.rbac.authorization.k8s.io") {
     cells.push_back(Str(o, ".metadata.creationTimestamp"));
     return cells;
   }

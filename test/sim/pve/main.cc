@@ -33,6 +33,8 @@ constexpr const char* kUsage = R"(usage: pve-sim [flags]
   --guest-public-ipv4-cidr CIDR public guest IPv4 range (default none)
   --guest-ipv6-cidr CIDR        global guest IPv6 range (default fd99::/64)
   --state-file PATH             load the world from PATH and save it there on change
+  --request-log PATH            append one line per API request: time, method, template,
+                                path, vmid, status, injected fault (for benchmarks)
   --stringly-numbers            send every number in "data" as a string (client robustness)
   --no-message-field            mimic PVE < 8.3: errors only in the reason phrase
 )";
@@ -113,6 +115,8 @@ int main(int argc, char** argv) {
         opt.guest_ipv6_cidr = value;
       } else if (flag == "--state-file") {
         opt.state_file = value;
+      } else if (flag == "--request-log") {
+        opt.request_log = value;
       } else if (flag == "--stringly-numbers") {
         opt.stringly_numbers = true;
       } else if (flag == "--no-message-field") {

@@ -51,6 +51,10 @@ Status PveSim::Impl::Init() {
     faults_.task_failure_rate = opt_.fault_rate;
   }
   initial_faults_ = faults_;
+  if (!opt_.request_log.empty()) {
+    request_log_.open(opt_.request_log, std::ios::app);
+    if (!request_log_) return InvalidError("cannot open request log '" + opt_.request_log + "'");
+  }
   BuildRoutes();
   std::lock_guard lock(mu_);
   ResetWorld();
@@ -284,6 +288,7 @@ http::ServerResponse PveSim::Impl::Handle(const http::ServerRequest& req) {
   if (!StartsWith(req.path, "/api2/json/") && req.path != "/api2/json") {
     std::lock_guard lock(mu_);
     ++counters_[req.method + " (unknown)"];
+    LogRequest(req, "(unknown)", nullptr, 501, "-");
     return Render(Fail(501, "no such uri"));
   }
   const std::string path = req.path.size() > 10 ? req.path.substr(10) : "/";
@@ -292,6 +297,7 @@ http::ServerResponse PveSim::Impl::Handle(const http::ServerRequest& req) {
     {
       std::lock_guard lock(mu_);
       ++counters_[req.method + " (unauthorized)"];
+      LogRequest(req, "(unauthorized)", nullptr, 401, "-");
     }
     // pveproxy answers every failed authentication after a delay.
     if (opt_.auth_fail_delay.count() > 0) opt_.sleep(opt_.auth_fail_delay);
@@ -397,6 +403,11 @@ http::ServerResponse PveSim::Impl::Handle(const http::ServerRequest& req) {
         resp = Render(reply);
       }
     }
+    const char* injected = fault == Fault::kError     ? "error"
+                           : fault == Fault::kTimeout ? "timeout"
+                           : fault == Fault::kDrop    ? "drop"
+                                                      : "-";
+    LogRequest(req, route ? route->tmpl : std::string("(unknown)"), &ctx, resp.status, injected);
     // The state file follows in Tick(): one write per tick, not per request.
   }
   if (latency > 0) opt_.sleep(std::chrono::milliseconds(latency));
@@ -502,6 +513,29 @@ http::ServerResponse PveSim::Impl::HandleAdmin(const http::ServerRequest& req) {
     return reply(200, StateToJson());
   }
   return reply(404, {{"error", "unknown admin endpoint"}});
+}
+
+void PveSim::Impl::LogRequest(const http::ServerRequest& req, const std::string& tmpl,
+                              const Ctx* ctx, int status, const char* fault) {
+  if (!request_log_.is_open()) return;
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      clock_.WallNow().time_since_epoch())
+                      .count();
+  std::string vmid = "-";
+  if (ctx != nullptr) {
+    // The path's placeholder too: a fault answered before the parameters were read.
+    for (const auto* source : {&ctx->params, &ctx->path}) {
+      if (auto it = source->find("vmid"); it != source->end() && !it->second.empty()) {
+        vmid = it->second;
+        break;
+      }
+    }
+  }
+  char when[32];
+  std::snprintf(when, sizeof when, "%lld.%06lld", static_cast<long long>(us / 1000000),
+                static_cast<long long>(us % 1000000));
+  request_log_ << when << '\t' << req.method << '\t' << tmpl << '\t' << req.path << '\t' << vmid
+               << '\t' << status << '\t' << fault << '\n';
 }
 
 // ---------------------------------------------------------------------------

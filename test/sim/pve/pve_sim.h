@@ -58,6 +58,12 @@ struct Options {
   // When set, the world is loaded from here at start; Tick() and Save() write it
   // (atomically, via rename) when it changed.
   std::string state_file;
+  // When set, one line per API request is appended here (flushed by Tick()):
+  // wall time in seconds with microseconds, method, path template, path, the
+  // request's vmid parameter (from the path, query or body; "-" when none),
+  // the answer's status and the injected fault ("error", "timeout", "drop" or
+  // "-"), tab-separated. Never a header or another parameter.
+  std::string request_log;
   // PVE >= 8.3 (libpve-http-server-perl 5.2.0) also puts errors in a "message" body field.
   bool message_in_body = true;
   // Every number in "data" is sent as a JSON string (Perl's typing is not

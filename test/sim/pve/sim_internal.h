@@ -505,6 +505,7 @@ class PveSim::Impl {
     std::lock_guard lock(mu_);
     Advance();
     SaveIfDirty();
+    if (request_log_.is_open()) request_log_.flush();
   }
   Status Save() {
     std::lock_guard lock(mu_);
@@ -531,6 +532,10 @@ class PveSim::Impl {
   }
   json StateToJson() const;
   void StateFromJson(const json& j);
+  // Appends one line to --request-log (mu_ held); no-op without one. `fault`
+  // names the injected fault ("error", "timeout", "drop") or is "-".
+  void LogRequest(const http::ServerRequest& req, const std::string& tmpl, const Ctx* ctx,
+                  int status, const char* fault);
 
   // Time.
   int64_t Now() const { return ToMs(clock_.WallNow()); }
@@ -686,6 +691,7 @@ class PveSim::Impl {
   FaultConfig faults_;
   FaultConfig initial_faults_;  // from --fault-rate; /_sim/reset returns to it
   std::map<std::string, int64_t> counters_;
+  std::ofstream request_log_;
   bool dirty_ = false;
   std::vector<Storage> storage_templates_;
   std::optional<Cidr4> v4_, public_v4_;

@@ -4,9 +4,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/common/clock.h"
@@ -721,6 +723,60 @@ TEST_F(KubeSimTest, WatchOnACustomResourceEndsWhenItsCrdIsDeleted) {
   EXPECT_THAT(c.Types(), ElementsAre("DELETED"));
 }
 
+TEST_F(KubeSimTest, CountsRequestsByVerbResourceAndSubresource) {
+  InstallCrd();
+  Do("POST", kCms, ConfigMap("a"));
+  Do("GET", std::string(kCms) + "/a");
+  Do("GET", kCms);
+  Do("POST", kWidgets, Widget("w", 1));
+  Patch(std::string(kWidgets) + "/w/status", "application/merge-patch+json",
+        R"({"status": {"phase": "Up"}})");
+  Do("GET", std::string(kWidgets) + "/w/status");
+  Do("DELETE", std::string(kCms) + "/missing");  // failed requests count too
+  Collector c = Watch(std::string(kCms) + "?watch=true", 1);
+
+  Reply counters = Do("GET", "/_sim/requests");
+  ASSERT_EQ(counters.status, 200);
+  EXPECT_EQ(counters.body, json::parse(R"({
+    "POST customresourcedefinitions.apiextensions.k8s.io": 1,
+    "POST configmaps": 1, "GET configmaps": 1, "LIST configmaps": 1,
+    "DELETE configmaps": 1, "WATCH configmaps": 1,
+    "POST widgets.test.nixmox.io": 1, "PATCH widgets.test.nixmox.io/status": 1,
+    "GET widgets.test.nixmox.io/status": 1})"));
+  EXPECT_EQ(Do("DELETE", "/_sim/requests").status, 200);
+  EXPECT_EQ(Do("GET", "/_sim/requests").body, json::object());
+}
+
+TEST_F(KubeSimTest, DropWatchesEndsOpenStreamsAndTheyCanResume) {
+  const std::string rv = Rv(Do("POST", kCms, ConfigMap("a")).body);
+  http::ServerResponse watch = sim_->Handle(
+      Request("GET", std::string(kCms) + "?watch=true&resourceVersion=" + rv, "", "", ""));
+  ASSERT_EQ(watch.status, 200);
+  Collector c(100);  // more than will ever come: only the drop ends it
+  std::thread streaming([&] { watch.stream(c); });
+  Do("POST", kCms, ConfigMap("b"));
+  int dropped = 0;
+  for (int i = 0; i < 500 && dropped == 0; ++i) {
+    dropped = Do("POST", "/_sim/drop-watches").body.value("dropped", 0);
+    if (dropped == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  streaming.join();
+  EXPECT_EQ(dropped, 1);
+
+  // Resuming from the last version seen delivers what the dropped one missed.
+  std::vector<std::string> names;
+  std::string last = rv;
+  for (const json& e : c.events) {
+    names.push_back(e["object"]["metadata"]["name"]);
+    last = Rv(e["object"]);
+  }
+  Do("POST", kCms, ConfigMap("c"));
+  Collector resumed =
+      Watch(std::string(kCms) + "?watch=true&resourceVersion=" + last, 2 - names.size());
+  for (const json& e : resumed.events) names.push_back(e["object"]["metadata"]["name"]);
+  EXPECT_THAT(names, ElementsAre("b", "c"));
+}
+
 TEST_F(KubeSimTest, DeletingANamespaceRemovesItsContent) {
   ASSERT_EQ(Do("POST", "/api/v1/namespaces",
                {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "tmp"}}}})
@@ -766,6 +822,179 @@ TEST_F(KubeSimTest, JobsGetSelectorAndDefaults) {
   Reply b = Do("POST", "/apis/batch/v1/namespaces/default/jobs", bad);
   EXPECT_EQ(b.status, 422);
   EXPECT_EQ(b.body["details"]["causes"][0]["field"], "spec.template.spec.restartPolicy");
+}
+
+json Deployment(const std::string& name, json selector_labels, json template_labels) {
+  return {{"apiVersion", "apps/v1"},
+          {"kind", "Deployment"},
+          {"metadata", {{"name", name}}},
+          {"spec",
+           {{"selector", {{"matchLabels", selector_labels}}},
+            {"template",
+             {{"metadata", {{"labels", template_labels}}},
+              {"spec",
+               {{"containers",
+                 {{{"name", "c"},
+                   {"image", "operator:1"},
+                   {"ports", {{{"containerPort", 8080}}}}}}}}}}}}}};
+}
+
+const char kDeployments[] = "/apis/apps/v1/namespaces/default/deployments";
+const char kRbac[] = "/apis/rbac.authorization.k8s.io/v1";
+
+TEST_F(KubeSimTest, DeploymentsGetTheAppsDefaultsAndAnEmptyStatus) {
+  Reply r = Do("POST", kDeployments, Deployment("op", {{"app", "op"}}, {{"app", "op"}}));
+  ASSERT_EQ(r.status, 201) << r.raw;
+  const json& spec = r.body["spec"];
+  EXPECT_EQ(spec["replicas"], 1);
+  EXPECT_EQ(spec["strategy"]["type"], "RollingUpdate");
+  EXPECT_EQ(spec["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+  EXPECT_EQ(spec["revisionHistoryLimit"], 10);
+  EXPECT_EQ(spec["progressDeadlineSeconds"], 600);
+  const json& pod = spec["template"]["spec"];
+  EXPECT_EQ(pod["restartPolicy"], "Always");
+  EXPECT_FALSE(pod.contains("serviceAccountName"));  // only pods get "default"
+  EXPECT_EQ(pod["containers"][0]["terminationMessagePolicy"], "File");
+  EXPECT_EQ(pod["containers"][0]["ports"][0]["protocol"], "TCP");
+  EXPECT_EQ(r.body["metadata"]["generation"], 1);
+  EXPECT_EQ(r.body["status"], json::object());
+
+  // The spec moves the generation; status is written only through /status.
+  json next = r.body;
+  next["spec"]["replicas"] = 2;
+  next["status"] = {{"readyReplicas", 2}};
+  Reply updated = Do("PUT", std::string(kDeployments) + "/op", next);
+  ASSERT_EQ(updated.status, 200) << updated.raw;
+  EXPECT_EQ(updated.body["metadata"]["generation"], 2);
+  EXPECT_EQ(updated.body["status"], json::object());
+}
+
+TEST_F(KubeSimTest, DeploymentSelectorMustMatchItsTemplateAndNeverChange) {
+  Reply missing = Do("POST", kDeployments, Deployment("a", {{"app", "a"}}, {{"app", "other"}}));
+  ASSERT_EQ(missing.status, 422) << missing.raw;
+  EXPECT_EQ(missing.body["details"]["causes"][0]["field"], "spec.template.metadata.labels");
+  EXPECT_THAT(missing.body["message"].get<std::string>(),
+              HasSubstr("map[string]string{\"app\":\"other\"}: `selector` does not match "
+                        "template `labels`"));
+
+  json never = Deployment("b", {{"app", "b"}}, {{"app", "b"}});
+  never["spec"]["template"]["spec"]["restartPolicy"] = "Never";
+  Reply restart = Do("POST", kDeployments, never);
+  ASSERT_EQ(restart.status, 422);
+  EXPECT_EQ(restart.body["details"]["causes"][0]["field"], "spec.template.spec.restartPolicy");
+
+  Reply created =
+      Do("POST", kDeployments, Deployment("c", {{"app", "c"}}, {{"app", "c"}, {"tier", "x"}}));
+  ASSERT_EQ(created.status, 201) << created.raw;
+  Reply moved = Patch(std::string(kDeployments) + "/c", "application/strategic-merge-patch+json",
+                      R"({"spec":{"selector":{"matchLabels":{"tier":"x"}}}})");
+  EXPECT_EQ(moved.status, 422);
+  EXPECT_THAT(moved.raw, HasSubstr("field is immutable"));
+}
+
+TEST_F(KubeSimTest, RbacKindsAreServedWithTheirScopes) {
+  Reply list = Do("GET", kRbac);
+  ASSERT_EQ(list.status, 200) << list.raw;
+  std::map<std::string, bool> namespaced;
+  for (const auto& r : list.body["resources"]) namespaced[r["name"]] = r["namespaced"];
+  EXPECT_EQ(namespaced, (std::map<std::string, bool>{{"clusterrolebindings", false},
+                                                     {"clusterroles", false},
+                                                     {"rolebindings", true},
+                                                     {"roles", true}}));
+  json role = json::parse(R"({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",
+    "metadata":{"name":"reader","namespace":"ignored"},
+    "rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]},
+             {"nonResourceURLs":["/healthz"],"verbs":["get"]}]})");
+  Reply created = Do("POST", std::string(kRbac) + "/clusterroles", role);
+  ASSERT_EQ(created.status, 201) << created.raw;
+  EXPECT_FALSE(created.body["metadata"].contains("namespace"));
+  EXPECT_EQ(Do("GET", std::string(kRbac) + "/clusterroles/reader").status, 200);
+
+  // A namespaced Role may not name non-resource URLs, and every rule needs verbs.
+  json bad = role;
+  bad["kind"] = "Role";
+  bad["metadata"] = {{"name", "bad"}};
+  bad["rules"][0].erase("verbs");
+  Reply rejected = Do("POST", std::string(kRbac) + "/namespaces/default/roles", bad);
+  ASSERT_EQ(rejected.status, 422) << rejected.raw;
+  std::vector<std::string> fields;
+  for (const auto& c : rejected.body["details"]["causes"]) fields.push_back(c["field"]);
+  EXPECT_THAT(fields, ElementsAre("rules[0].verbs", "rules[1].nonResourceURLs"));
+}
+
+TEST_F(KubeSimTest, RoleBindingsDefaultTheirGroupsAndKeepTheirRoleRef) {
+  json binding = json::parse(R"({"apiVersion":"rbac.authorization.k8s.io/v1",
+    "kind":"ClusterRoleBinding","metadata":{"name":"op"},
+    "roleRef":{"kind":"ClusterRole","name":"reader"},
+    "subjects":[{"kind":"ServiceAccount","name":"op","namespace":"default"},
+                {"kind":"Group","name":"admins"}]})");
+  Reply created = Do("POST", std::string(kRbac) + "/clusterrolebindings", binding);
+  ASSERT_EQ(created.status, 201) << created.raw;
+  EXPECT_EQ(created.body["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+  EXPECT_EQ(created.body["subjects"][1]["apiGroup"], "rbac.authorization.k8s.io");
+  Reply changed = Patch(std::string(kRbac) + "/clusterrolebindings/op",
+                        "application/merge-patch+json", R"({"roleRef":{"name":"writer"}})");
+  EXPECT_EQ(changed.status, 422);
+  EXPECT_THAT(changed.raw, HasSubstr("cannot change roleRef"));
+
+  // A cluster role binding's service account needs a namespace; Role is not bindable there.
+  json bad = binding;
+  bad["metadata"]["name"] = "bad";
+  bad["roleRef"]["kind"] = "Role";
+  bad["subjects"][0].erase("namespace");
+  Reply rejected = Do("POST", std::string(kRbac) + "/clusterrolebindings", bad);
+  ASSERT_EQ(rejected.status, 422) << rejected.raw;
+  const std::string message = rejected.body["message"];
+  EXPECT_THAT(message, HasSubstr("roleRef.kind: Unsupported value: \"Role\""));
+  EXPECT_THAT(message, HasSubstr("subjects[0].namespace: Required value"));
+
+  Reply table = Do("GET", std::string(kRbac) + "/clusterrolebindings", nullptr, "",
+                   "application/json;as=Table;v=v1;g=meta.k8s.io");
+  std::vector<std::string> columns;
+  for (const auto& c : table.body["columnDefinitions"]) columns.push_back(c["name"]);
+  EXPECT_THAT(columns, ElementsAre("Name", "Role", "Age"));
+  EXPECT_EQ(table.body["rows"][0]["cells"][1], "ClusterRole/reader");
+}
+
+TEST_F(KubeSimTest, PodDisruptionBudgetsTakeMinAvailableOrMaxUnavailable) {
+  const std::string pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+  json pdb = json::parse(R"({"apiVersion":"policy/v1","kind":"PodDisruptionBudget",
+    "metadata":{"name":"op"},
+    "spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"op"}}}})");
+  Reply created = Do("POST", pdbs, pdb);
+  ASSERT_EQ(created.status, 201) << created.raw;
+  EXPECT_EQ(created.body["status"]["disruptionsAllowed"], 0);
+  EXPECT_EQ(created.body["status"]["expectedPods"], 0);
+  Reply table = Do("GET", pdbs, nullptr, "", "application/json;as=Table;v=v1;g=meta.k8s.io");
+  EXPECT_EQ(table.body["rows"][0]["cells"][1], "1");
+  EXPECT_EQ(table.body["rows"][0]["cells"][2], "N/A");
+
+  json both = pdb;
+  both["metadata"]["name"] = "both";
+  both["spec"]["maxUnavailable"] = "150%";
+  Reply rejected = Do("POST", pdbs, both);
+  ASSERT_EQ(rejected.status, 422) << rejected.raw;
+  const std::string message = rejected.body["message"];
+  EXPECT_THAT(message, HasSubstr("minAvailable and maxUnavailable cannot be both set"));
+  EXPECT_THAT(message,
+              HasSubstr("spec.maxUnavailable: Invalid value: \"150%\": must not be greater "
+                        "than 100%"));
+}
+
+TEST_F(KubeSimTest, DeploymentTableShowsReadyOfDesiredReplicas) {
+  Reply created = Do("POST", kDeployments, Deployment("op", {{"app", "op"}}, {{"app", "op"}}));
+  ASSERT_EQ(created.status, 201) << created.raw;
+  Reply status =
+      Patch(std::string(kDeployments) + "/op/status", "application/merge-patch+json",
+            R"({"status":{"readyReplicas":1,"updatedReplicas":1,"availableReplicas":1}})");
+  ASSERT_EQ(status.status, 200) << status.raw;
+  Reply table =
+      Do("GET", kDeployments, nullptr, "", "application/json;as=Table;v=v1;g=meta.k8s.io");
+  std::vector<std::string> columns;
+  for (const auto& c : table.body["columnDefinitions"]) columns.push_back(c["name"]);
+  EXPECT_THAT(columns, ElementsAre("Name", "Ready", "Up-to-date", "Available", "Age"));
+  EXPECT_EQ(table.body["rows"][0]["cells"][1], "1/1");
+  EXPECT_EQ(table.body["rows"][0]["cells"][3], 1);
 }
 
 TEST_F(KubeSimTest, AggregatedDiscoveryListsGroupsResourcesAndSubresources) {

@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "src/common/clock.h"
 #include "src/http/http.h"
@@ -907,6 +910,48 @@ TEST_F(PveSimTest, RequestCountersUsePathTemplates) {
   EXPECT_EQ(c["GET /version"], 1);
   Raw(Admin("POST", "/_sim/reset"));
   EXPECT_TRUE(json::parse(Raw(Admin("GET", "/_sim/requests")).body).empty());
+}
+
+TEST_F(PveSimTest, RequestLogHasALinePerRequestWithItsVmid) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("pve-sim-requests-" + std::to_string(::getpid()) + ".log"))
+                               .string();
+  std::filesystem::remove(path);
+  Options o = Defaults();
+  o.request_log = path;
+  Make(o);
+  Call("POST", "/nodes/pve1/qemu", {{"vmid", "100"}, {"name", "web"}});
+  Call("GET", "/nodes/pve1/qemu/100/config");
+  Call("GET", "/cluster/resources", {{"type", "vm"}});
+  Call("GET", "/version", {}, "PVEAPIToken=root@pam!ci=wrong");
+  Raw(Admin("PUT", "/_sim/faults", R"({"error_rate": 1.0, "remaining": 1})"));
+  Call("GET", "/nodes/pve1/qemu/100/status/current");
+  sim_->Tick();  // flushes
+
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> lines;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::stringstream ss(line);
+    for (std::string f; std::getline(ss, f, '\t');) fields.push_back(f);
+    lines.push_back(fields);
+  }
+  ASSERT_EQ(lines.size(), 5u);
+  const auto now = std::chrono::duration<double>(clock_.WallNow().time_since_epoch()).count();
+  EXPECT_NEAR(std::stod(lines[0][0]), now, 1.0);
+  EXPECT_EQ(lines[0], (std::vector<std::string>{lines[0][0], "POST", "/nodes/{node}/qemu",
+                                                "/api2/json/nodes/pve1/qemu", "100", "200", "-"}));
+  EXPECT_EQ(lines[1][2], "/nodes/{node}/qemu/{vmid}/config");
+  EXPECT_EQ(lines[1][4], "100");
+  EXPECT_EQ(lines[2][2], "/cluster/resources");
+  EXPECT_EQ(lines[2][4], "-");
+  EXPECT_EQ(lines[3][2], "(unauthorized)");
+  EXPECT_EQ(lines[3][5], "401");
+  // An injected fault says so; the vmid comes from the path even then.
+  EXPECT_EQ(lines[4][4], "100");
+  EXPECT_EQ(lines[4][5], "500");
+  EXPECT_EQ(lines[4][6], "error");
+  std::filesystem::remove(path);
 }
 
 TEST_F(PveSimTest, ResetEmptiesTheWorld) {
