@@ -256,12 +256,7 @@ Step ImageReconciler::Impl::Living(ImagePass& p) {
 }
 
 Step ImageReconciler::Impl::EnsureFinalizer(ImagePass& p) {
-  if (HasFinalizer(p.object)) return std::nullopt;
-  kube::Object next = p.object;
-  next["metadata"]["finalizers"].push_back(kFinalizer);
-  Result<kube::Object> updated = writer_.Update(NixImages(), next);
-  if (!updated.ok()) return Fail(updated.status());
-  p.object = std::move(updated).value();
+  if (Status s = AddFinalizer(writer_, NixImages(), p.object); !s.ok()) return Fail(s);
   return std::nullopt;
 }
 

@@ -79,10 +79,8 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   kube::Informer& jobs = manager.AddInformer(kube::resources::Jobs(), ns, builder_options);
   kube::Informer& pods = manager.AddInformer(kube::resources::Pods(), ns, builder_options);
 
-  // The manager's reader is its CacheReader; manager.h hands it out as a plain
-  // Reader, and the index lookups below need the concrete type.
   kube::Reader& reader = manager.reader();
-  auto& cache = dynamic_cast<kube::CacheReader&>(reader);
+  kube::CacheReader& cache = manager.cache();
 
   cluster_ = std::make_unique<ClusterReconciler>(reader, manager.writer(), events, registry_,
                                                  std::move(config.cluster));

@@ -51,6 +51,14 @@ bool HasFinalizer(const kube::Object& obj) {
   return std::find(finalizers->begin(), finalizers->end(), kFinalizer) != finalizers->end();
 }
 
+Status AddFinalizer(kube::Writer& writer, const kube::ResourceType& type, kube::Object& obj) {
+  if (HasFinalizer(obj)) return OkStatus();
+  kube::Object next = obj;
+  next["metadata"]["finalizers"].push_back(kFinalizer);
+  ASSIGN_OR_RETURN(obj, writer.Update(type, next));
+  return OkStatus();
+}
+
 bool HasTag(const std::vector<std::string>& tags, std::string_view tag) {
   return std::find(tags.begin(), tags.end(), tag) != tags.end();
 }
@@ -175,12 +183,7 @@ Step VmReconciler::Impl::RejectSpec(VmPass& p, const std::vector<FieldError>& er
 }
 
 Step VmReconciler::Impl::EnsureFinalizer(VmPass& p) {
-  if (HasFinalizer(p.object)) return std::nullopt;
-  kube::Object next = p.object;
-  next["metadata"]["finalizers"].push_back(kFinalizer);
-  Result<kube::Object> updated = writer_.Update(ProxmoxVms(), next);
-  if (!updated.ok()) return WriteFailed(updated.status());
-  p.object = std::move(updated).value();
+  if (Status s = AddFinalizer(writer_, ProxmoxVms(), p.object); !s.ok()) return WriteFailed(s);
   return std::nullopt;
 }
 

@@ -194,6 +194,9 @@ struct VmReconciler::Impl {
 // Small pieces the parts share.
 std::string Annotation(const kube::Object& obj, const char* name);
 bool HasFinalizer(const kube::Object& obj);
+// Puts kFinalizer on `obj` (an Update) unless it is there; `obj` becomes
+// what the server returned.
+Status AddFinalizer(kube::Writer& writer, const kube::ResourceType& type, kube::Object& obj);
 bool HasTag(const std::vector<std::string>& tags, std::string_view tag);
 // The image tag among `tags` ("nixmox-image-..."), or "".
 std::string ImageTagIn(const std::vector<std::string>& tags);

@@ -86,6 +86,10 @@ ReadySummary SummarizeReady(const api::ProxmoxVmSpec& spec, const api::ProxmoxVm
                         in_sync->reason == reason::kConfigDrift;
   switch (status.phase) {
     case api::VmPhase::kRunning: {
+      if (spec.power_state == api::PowerState::kStopped) {
+        return {ConditionStatus::kFalse, std::string(reason::kStopping),
+                vm + " still runs; it is being shut down, as asked"};
+      }
       if (drifting) {
         return {ConditionStatus::kFalse, std::string(reason::kConfigDrift), in_sync->message};
       }

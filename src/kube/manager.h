@@ -61,6 +61,8 @@ class Manager {
 
   // Reads from the informer caches; writes go straight to the API server.
   Reader& reader() { return cache_; }
+  // The same cache, with its index lookups (ByIndex).
+  CacheReader& cache() { return cache_; }
   Writer& writer() { return *options_.client; }
 
   // Blocks until `stop` is requested (OK) or leadership is lost (Cancelled),

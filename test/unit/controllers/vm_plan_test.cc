@@ -8,6 +8,7 @@
 #include <string>
 
 #include "src/controllers/cluster_runtime.h"
+#include "src/controllers/vm_status.h"
 #include "test/support/subprocess.h"
 #include "test/unit/controllers/sim_world.h"
 
@@ -619,6 +620,36 @@ TEST_F(DiffAgainstSimTest, DriftCorrectedThroughTheApiLeavesNothingToDo) {
   EXPECT_TRUE(diff.empty()) << ::testing::PrintToString(diff.drift);
   // The MAC Proxmox generated at create is still the one net0 has.
   EXPECT_EQ(after.net(0)->macaddr, before.net(0)->macaddr);
+}
+
+}  // namespace
+}  // namespace nixmox::controllers
+
+namespace nixmox::controllers {
+namespace {
+
+TEST(SummarizeReadyTest, ReadyFollowsThePowerStateAskedFor) {
+  api::ProxmoxVmSpec spec;
+  api::ProxmoxVmStatus status;
+  status.vmid = 101;
+  status.node = "pve1";
+  status.phase = api::VmPhase::kRunning;
+  status.primary_ip = "10.0.0.5";
+  ReadySummary ready = SummarizeReady(spec, status);
+  EXPECT_EQ(ready.value, api::ConditionStatus::kTrue);
+  EXPECT_EQ(ready.reason, "Running");
+
+  // Asked to stop, still running: not Ready until it is stopped.
+  spec.power_state = api::PowerState::kStopped;
+  ready = SummarizeReady(spec, status);
+  EXPECT_EQ(ready.value, api::ConditionStatus::kFalse);
+  EXPECT_EQ(ready.reason, "Stopping");
+  status.phase = api::VmPhase::kStopped;
+  EXPECT_EQ(SummarizeReady(spec, status).value, api::ConditionStatus::kTrue);
+
+  // Asked to run, stopped: not Ready.
+  spec.power_state = api::PowerState::kRunning;
+  EXPECT_EQ(SummarizeReady(spec, status).value, api::ConditionStatus::kFalse);
 }
 
 }  // namespace
