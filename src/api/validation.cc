@@ -410,12 +410,19 @@ std::vector<FieldError> Validate(const ProxmoxVmSpec& spec) {
   CheckStorage(e, "spec.rootDisk.storage", spec.root_disk.storage);
   if (spec.root_disk.size_gib) e.Range("spec.rootDisk.sizeGiB", *spec.root_disk.size_gib, 1, 65536);
   std::set<std::string> slots = {spec.root_disk.slot};
+  // With cloudInit, its drive takes ide2 (as Proxmox's own tools place it).
+  constexpr std::string_view kCloudInitSlot = "ide2";
+  if (spec.cloud_init && spec.root_disk.slot == kCloudInitSlot) {
+    e.Add("spec.rootDisk.slot", "ide2 holds the cloud-init drive");
+  }
   for (std::size_t i = 0; i < spec.disks.size(); ++i) {
     const ExtraDisk& d = spec.disks[i];
     std::string path = Index("spec.disks", i);
     CheckSlot(e, path + ".slot", d.slot);
     if (!d.slot.empty() && !slots.insert(d.slot).second) {
       e.Add(path + ".slot", d.slot == spec.root_disk.slot ? "used by rootDisk" : "duplicate");
+    } else if (spec.cloud_init && d.slot == kCloudInitSlot) {
+      e.Add(path + ".slot", "ide2 holds the cloud-init drive");
     }
     CheckStorage(e, path + ".storage", d.storage);
     e.Range(path + ".sizeGiB", d.size_gib, 1, 65536);

@@ -172,6 +172,16 @@ TEST(VmValidationTest, DuplicateDiskSlotsAreReportedWithTheirPath) {
                                    FieldError{"spec.disks[2].slot", "used by rootDisk"}));
 }
 
+TEST(VmValidationTest, CloudInitDriveOwnsIde2) {
+  ProxmoxVmSpec s = testing::ValidVm().spec;
+  s.disks = {{"ide2", "", 10}};
+  s.cloud_init.reset();
+  EXPECT_THAT(Validate(s), IsEmpty()) << "ide2 is free without cloud-init";
+  s.cloud_init = CloudInit{};
+  EXPECT_THAT(Validate(s),
+              ElementsAre(FieldError{"spec.disks[0].slot", "ide2 holds the cloud-init drive"}));
+}
+
 TEST(VmValidationTest, SlotsMustExistOnTheirBus) {
   ProxmoxVmSpec s = testing::ValidVm().spec;
   s.root_disk.slot = "scsi31";
