@@ -4,6 +4,7 @@
 //
 // Exit codes: 0 after a graceful shutdown on SIGTERM/SIGINT; 1 when the
 // leader lease was lost or start-up failed; 2 for bad flags.
+#include <malloc.h>
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -75,10 +76,21 @@ controllers::ControllersConfig ControllersConfigFrom(const OperatorOptions& opti
   config.cluster.inventory_period = options.inventory_period;
   config.vm.prober = &prober;
   config.vm.agent_period = options.agent_period;
+  config.vm.agent_retry = options.agent_retry;
+  config.vm.task_poll = options.task_poll;
   config.image.builder = options.builder;
   config.image.allow_local_flakes = options.allow_local_flakes;
   config.image.logs = &logs;
   return config;
+}
+
+// glibc gives each thread that allocates under contention an arena of its
+// own, up to 8 per core, and memory freed in one arena serves no other: with
+// ~75 threads (HTTP pool, informers, workers) that spread cost ~5 MB of the
+// operator's peak RSS. Two arenas are plenty for its allocation rate. Before
+// any thread starts; MALLOC_ARENA_MAX in the environment still wins.
+void LimitMallocArenas() {
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
 }
 
 // Builds everything, runs the manager until stop or a lost lease, and tears down.
@@ -145,6 +157,7 @@ Status Run(const OperatorOptions& options, const kube::Stop& stop) {
 }  // namespace
 
 int Main(int argc, char** argv) {
+  LimitMallocArenas();
   auto command_line = ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc));
   if (!command_line.ok()) {
     std::cerr << "nixmox-operator: " << command_line.status().message()

@@ -149,6 +149,16 @@ const std::vector<Flag>& Flags() {
          ASSIGN_OR_RETURN(o.agent_period, ParsePositiveDuration(v));
          return OkStatus();
        }},
+      {"agent-retry", false,
+       [](std::string_view v, OperatorOptions& o) {
+         ASSIGN_OR_RETURN(o.agent_retry, ParsePositiveDuration(v));
+         return OkStatus();
+       }},
+      {"task-poll", false,
+       [](std::string_view v, OperatorOptions& o) {
+         ASSIGN_OR_RETURN(o.task_poll, ParsePositiveDuration(v));
+         return OkStatus();
+       }},
       {"probe-networks", false,
        [](std::string_view v, OperatorOptions& o) {
          ASSIGN_OR_RETURN(o.probe_networks, controllers::ParseCidrList(v));
@@ -348,7 +358,12 @@ API server until SIGTERM or SIGINT.
   --inventory-period DURATION        Proxmox inventory poll period for every cluster
                                      (default: each ProxmoxCluster's spec)
   --agent-period DURATION            how often the guest agent is asked for addresses
-                                     (default 60s)
+                                     (default 60s; longer when re-asking every running
+                                     VM would take over half a cluster's request budget)
+  --agent-retry DURATION             how soon a guest agent that does not answer yet (a
+                                     guest booting) is asked again, doubling (default 5s)
+  --task-poll DURATION               how often a running Proxmox task is looked at
+                                     (default 2s)
   --probe-networks CIDR,CIDR         probe reachability only inside these networks
                                      (default: every address)
   --log-level LEVEL                  trace, debug, info, warn or error (default info)
@@ -389,7 +404,9 @@ std::string DescribeOptions(const OperatorOptions& options) {
       << " max-concurrent-reconciles=" << options.max_concurrent_reconciles
       << " proxmox-max-inflight=" << options.proxmox_max_inflight << " inventory-period="
       << (options.inventory_period ? FormatDuration(*options.inventory_period) : "<spec>")
-      << " agent-period=" << FormatDuration(options.agent_period) << " probe-networks=";
+      << " agent-period=" << FormatDuration(options.agent_period)
+      << " agent-retry=" << FormatDuration(options.agent_retry)
+      << " task-poll=" << FormatDuration(options.task_poll) << " probe-networks=";
   if (options.probe_networks.empty()) out << "<all>";
   for (size_t i = 0; i < options.probe_networks.size(); ++i) {
     out << (i ? "," : "") << options.probe_networks[i].ToString();

@@ -30,6 +30,8 @@ struct OperatorOptions {
   // Unset: each ProxmoxCluster's spec.inventoryPeriodSeconds.
   std::optional<std::chrono::milliseconds> inventory_period;
   std::chrono::milliseconds agent_period{std::chrono::seconds(60)};
+  std::chrono::milliseconds agent_retry{std::chrono::seconds(5)};
+  std::chrono::milliseconds task_poll{std::chrono::seconds(2)};
   std::vector<controllers::Cidr> probe_networks;  // empty: every address may be probed
   LogOptions log;
   // NixImage builder Jobs (--builder-*): image, command, resources, KVM, and

@@ -345,6 +345,7 @@ void Visit(V& v, ProxmoxClusterSpec& t) {
   v("inventoryPeriodSeconds", t.inventory_period_seconds);
   v("maxConcurrentRequests", t.max_concurrent_requests);
   v("maxCreatesPerStorage", t.max_creates_per_storage);
+  v("maxRequestsPerSecond", t.max_requests_per_second);
 }
 
 template <typename V>

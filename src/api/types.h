@@ -163,6 +163,7 @@ struct ProxmoxClusterSpec {
   std::int32_t inventory_period_seconds = 30;
   std::int32_t max_concurrent_requests = 4;
   std::int32_t max_creates_per_storage = 2;
+  std::int32_t max_requests_per_second = 10;
   bool operator==(const ProxmoxClusterSpec&) const = default;
 };
 

@@ -310,6 +310,7 @@ std::vector<FieldError> Validate(const ProxmoxClusterSpec& spec) {
   e.Range("spec.inventoryPeriodSeconds", spec.inventory_period_seconds, 5, 3600);
   e.Range("spec.maxConcurrentRequests", spec.max_concurrent_requests, 1, 64);
   e.Range("spec.maxCreatesPerStorage", spec.max_creates_per_storage, 1, 16);
+  e.Range("spec.maxRequestsPerSecond", spec.max_requests_per_second, 1, 1000);
   return e.Take();
 }
 

@@ -194,7 +194,8 @@ std::size_t Fingerprint(const api::ProxmoxClusterSpec& spec, const Credentials& 
   for (const std::string& part :
        {spec.endpoint, credentials.token.AuthorizationHeader(), credentials.tls.ca_pem,
         std::to_string(credentials.tls.insecure_skip_verify), std::to_string(max_in_flight),
-        std::to_string(spec.max_creates_per_storage)}) {
+        std::to_string(spec.max_creates_per_storage),
+        std::to_string(spec.max_requests_per_second)}) {
     text += part;
     text += '\n';
   }
@@ -551,6 +552,8 @@ Result<ClusterReconciler::Impl::Connected> ClusterReconciler::Impl::Connect(
   client_options.tls = credentials.tls;
   client_options.token = credentials.token;
   client_options.limits.max_in_flight = max_in_flight;
+  client_options.limits.qps = spec.max_requests_per_second;
+  client_options.limits.burst = std::max(10, spec.max_requests_per_second);
   client_options.clock = &clock;
   auto client = options.connect(std::move(client_options));
   // The version is asked once per runtime: it proves endpoint, trust and token together.

@@ -24,6 +24,16 @@ const proxmox::ClusterResource* Inventory::FindVmByTag(std::string_view tag) con
   return it == vmid_by_tag.end() ? nullptr : FindVm(it->second);
 }
 
+bool Inventory::StorageShared(std::string_view storage) const {
+  bool seen = false;
+  for (const proxmox::ClusterResource& s : storages) {
+    if (s.storage != storage) continue;
+    if (s.shared) return true;
+    seen = true;
+  }
+  return !seen;
+}
+
 Inventory Inventory::FromResources(std::vector<proxmox::ClusterResource> resources,
                                    Clock::SteadyTime fetched_at) {
   Inventory inv;
@@ -35,7 +45,12 @@ Inventory Inventory::FromResources(std::vector<proxmox::ClusterResource> resourc
       inv.storages.push_back(std::move(r));
     } else if (r.type == "qemu" && r.vmid) {
       int vmid = *r.vmid;
-      for (const std::string& tag : r.tags) inv.vmid_by_tag[tag] = vmid;
+      bool managed = false;
+      for (const std::string& tag : r.tags) {
+        inv.vmid_by_tag[tag] = vmid;
+        managed |= tag.starts_with("nixmox-uid-");
+      }
+      if (managed && r.status == "running") ++inv.managed_running;
       inv.vms[vmid] = std::move(r);
     }
   }
@@ -88,11 +103,16 @@ VmidAllocator::VmidAllocator(Options options, const Clock& clock)
 
 Result<int> VmidAllocator::Allocate(const Inventory& inventory,
                                     const std::set<int>& held_by_objects) {
+  return AllocateExcept(inventory, [&](int vmid) { return held_by_objects.contains(vmid); });
+}
+
+Result<int> VmidAllocator::AllocateExcept(const Inventory& inventory,
+                                          const std::function<bool(int vmid)>& held_by_objects) {
   std::lock_guard lock(mu_);
   const Clock::SteadyTime now = clock_.Now();
   std::erase_if(handed_out_, [&](const auto& entry) { return entry.second <= now; });
   for (int vmid = options_.min_vmid; vmid <= options_.max_vmid; ++vmid) {
-    if (inventory.vms.count(vmid) || held_by_objects.count(vmid) || handed_out_.count(vmid)) {
+    if (inventory.vms.count(vmid) || handed_out_.count(vmid) || held_by_objects(vmid)) {
       continue;
     }
     handed_out_[vmid] = now + options_.hold;
@@ -113,31 +133,72 @@ void VmidAllocator::Release(int vmid) {
 StorageSlots::StorageSlots(int per_storage, std::chrono::milliseconds expiry, const Clock& clock)
     : per_storage_(per_storage), expiry_(expiry), clock_(clock) {}
 
+void StorageSlots::ExpireLocked(std::map<std::string, Clock::SteadyTime>& holders,
+                                Clock::SteadyTime now) {
+  std::erase_if(holders, [&](const auto& entry) { return entry.second <= now; });
+}
+
 bool StorageSlots::TryAcquire(const std::string& storage, const std::string& holder) {
   std::lock_guard lock(mu_);
   const Clock::SteadyTime now = clock_.Now();
   auto& holders = held_[storage];
-  std::erase_if(holders, [&](const auto& entry) { return entry.second <= now; });
+  ExpireLocked(holders, now);
   if (auto it = holders.find(holder); it != holders.end()) {
     it->second = now + expiry_;
     return true;
   }
-  if (per_storage_ > 0 && static_cast<int>(holders.size()) >= per_storage_) return false;
+  std::deque<std::string>& line = waiting_[storage];
+  if (per_storage_ > 0 && static_cast<int>(holders.size()) >= per_storage_) {
+    if (std::find(line.begin(), line.end(), holder) == line.end()) line.push_back(holder);
+    return false;
+  }
+  std::erase(line, holder);
   holders[holder] = now + expiry_;
   return true;
 }
 
 void StorageSlots::Release(const std::string& storage, const std::string& holder) {
-  std::lock_guard lock(mu_);
-  if (auto it = held_.find(storage); it != held_.end()) it->second.erase(holder);
+  std::vector<std::string> woken;
+  Waker waker;
+  {
+    std::lock_guard lock(mu_);
+    auto held = held_.find(storage);
+    if (held != held_.end()) {
+      held->second.erase(holder);
+      ExpireLocked(held->second, clock_.Now());
+    }
+    auto line = waiting_.find(storage);
+    if (line == waiting_.end()) return;
+    std::erase(line->second, holder);
+    // One waiter per free slot: each comes back and takes it (or, gone
+    // meanwhile, never does; the slot is then free for the next TryAcquire).
+    int free = per_storage_ - (held == held_.end() ? 0 : static_cast<int>(held->second.size()));
+    while (free-- > 0 && !line->second.empty()) {
+      woken.push_back(std::move(line->second.front()));
+      line->second.pop_front();
+    }
+    if (line->second.empty()) waiting_.erase(line);
+    waker = waker_;
+  }
+  if (!waker) return;
+  for (const std::string& next : woken) waker(next);
 }
 
 int StorageSlots::InUse(const std::string& storage) {
   std::lock_guard lock(mu_);
-  const Clock::SteadyTime now = clock_.Now();
   auto& holders = held_[storage];
-  std::erase_if(holders, [&](const auto& entry) { return entry.second <= now; });
+  ExpireLocked(holders, clock_.Now());
   return static_cast<int>(holders.size());
+}
+
+void StorageSlots::SetWaker(Waker waker) {
+  std::lock_guard lock(mu_);
+  waker_ = std::move(waker);
+}
+
+std::string SlotName(const Inventory& inventory, const std::string& node,
+                     const std::string& storage) {
+  return inventory.StorageShared(storage) ? storage : node + "/" + storage;
 }
 
 // ---------------------------------------------------------------------------
@@ -222,6 +283,7 @@ std::shared_ptr<ClusterRuntime> ClusterRegistry::Get(const std::string& key) con
 void ClusterRegistry::Put(std::shared_ptr<ClusterRuntime> runtime) {
   std::lock_guard lock(mu_);
   if (listener_) runtime->SetChangeListener(listener_);
+  if (slot_waker_) runtime->storage_slots().SetWaker(slot_waker_);
   runtimes_[runtime->key()] = std::move(runtime);
 }
 
@@ -234,6 +296,12 @@ void ClusterRegistry::SetChangeListener(ClusterRuntime::ChangeListener listener)
   std::lock_guard lock(mu_);
   listener_ = std::move(listener);
   for (auto& [key, runtime] : runtimes_) runtime->SetChangeListener(listener_);
+}
+
+void ClusterRegistry::SetSlotWaker(StorageSlots::Waker waker) {
+  std::lock_guard lock(mu_);
+  slot_waker_ = std::move(waker);
+  for (auto& [key, runtime] : runtimes_) runtime->storage_slots().SetWaker(slot_waker_);
 }
 
 }  // namespace nixmox::controllers

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -43,10 +44,15 @@ struct Inventory {
   std::vector<proxmox::ClusterResource> storages;  // type "storage"
   std::map<int, proxmox::ClusterResource> vms;     // type "qemu", by vmid
   std::map<std::string, int> vmid_by_tag;          // every tag of every VM -> its vmid
+  int managed_running = 0;  // running VMs that carry a nixmox UID tag
+
 
   const proxmox::ClusterResource* FindVm(int vmid) const;
   // The VM carrying `tag`, e.g. UidTag(uid); null when none does.
   const proxmox::ClusterResource* FindVmByTag(std::string_view tag) const;
+  // Whether `storage` is shared between nodes; a storage the inventory does
+  // not show counts as shared (one bound for all nodes, the careful choice).
+  bool StorageShared(std::string_view storage) const;
   // Builds the maps from a raw list.
   static Inventory FromResources(std::vector<proxmox::ClusterResource> resources,
                                  Clock::SteadyTime fetched_at);
@@ -78,6 +84,9 @@ class VmidAllocator {
 
   // The lowest free VMID; kRetryable when the range is exhausted.
   Result<int> Allocate(const Inventory& inventory, const std::set<int>& held_by_objects);
+  // The same, asking `held_by_objects` about each candidate (an index lookup).
+  Result<int> AllocateExcept(const Inventory& inventory,
+                             const std::function<bool(int vmid)>& held_by_objects);
   // Forgets a hand-out (the ProxmoxVM gave it up before creating anything).
   void Release(int vmid);
 
@@ -92,21 +101,40 @@ class VmidAllocator {
 // times out after 10 s, and parallel full-disk work on one storage fails
 // beyond a few. A slot is held by a key (the ProxmoxVM's) until released, or
 // until `expiry` passes (a crashed or forgotten holder cannot starve others).
+// A storage here is a bound's name: the storage's own for a shared one,
+// "node/storage" for a node's local one (SlotName).
+//
+// Holders turned away wait in line; a release wakes the first in line (the
+// waker, e.g. "enqueue this ProxmoxVM"), so nobody polls for a slot.
 class StorageSlots {
  public:
+  using Waker = std::function<void(const std::string& holder)>;
+
   StorageSlots(int per_storage, std::chrono::milliseconds expiry, const Clock& clock);
-  // True when `holder` has (or now got) a slot on `storage`.
+  // True when `holder` has (or now got) a slot on `storage`; otherwise it
+  // waits in line for one.
   bool TryAcquire(const std::string& storage, const std::string& holder);
+  // Frees the holder's slot (and its place in line).
   void Release(const std::string& storage, const std::string& holder);
   int InUse(const std::string& storage);
+  // Called outside the lock; set once, at wiring.
+  void SetWaker(Waker waker);
 
  private:
+  void ExpireLocked(std::map<std::string, Clock::SteadyTime>& holders, Clock::SteadyTime now);
+
   const int per_storage_;
   const std::chrono::milliseconds expiry_;
   const Clock& clock_;
   std::mutex mu_;
   std::map<std::string, std::map<std::string, Clock::SteadyTime>> held_;  // storage -> holder
+  std::map<std::string, std::deque<std::string>> waiting_;                // storage -> line
+  Waker waker_;
 };
+
+// The bound a create on `storage` of `node` counts against.
+std::string SlotName(const Inventory& inventory, const std::string& node,
+                     const std::string& storage);
 
 // Memory promised to VMs placed on a node but not yet running there, so that
 // placements made between two inventories do not all pick the same node.
@@ -182,11 +210,14 @@ class ClusterRegistry {
   void Remove(const std::string& key);
   // Inventory changes of every cluster go here (set once, at wiring).
   void SetChangeListener(ClusterRuntime::ChangeListener listener);
+  // Every runtime's storage slots wake waiters through this (set once, at wiring).
+  void SetSlotWaker(StorageSlots::Waker waker);
 
  private:
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<ClusterRuntime>> runtimes_;
   ClusterRuntime::ChangeListener listener_;
+  StorageSlots::Waker slot_waker_;
 };
 
 }  // namespace nixmox::controllers

@@ -49,6 +49,20 @@ std::vector<std::string> DeletingClusterOf(kube::Reader& reader, const kube::Obj
   return keys;
 }
 
+// Whether a ProxmoxVM's status says it is Ready and not waiting for a newer
+// image: one that just got there frees a rollout slot of its NixImage.
+bool ReadyOnItsImage(const kube::Object& vm) {
+  bool ready = false;
+  bool outdated = false;
+  const kube::Object& status = vm.value("status", kube::Object::object());
+  for (const kube::Object& c : status.value("conditions", kube::Object::array())) {
+    const bool is_true = c.value("status", "") == "True";
+    if (c.value("type", "") == "Ready") ready = is_true;
+    if (c.value("type", "") == "UpdateAvailable") outdated = is_true;
+  }
+  return ready && !outdated;
+}
+
 kube::ControllerOptions Workers(int workers) {
   kube::ControllerOptions options;
   options.workers = workers;
@@ -87,6 +101,9 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   config.vm.image_users = [&cache](const std::string& image_key) {
     return cache.ByIndex(ProxmoxVms(), kIndexImage, image_key);
   };
+  config.vm.vmid_holders = [&cache](const std::string& cluster_vmid) {
+    return cache.ByIndex(ProxmoxVms(), kIndexClusterVmid, cluster_vmid);
+  };
   vm_ = std::make_unique<VmReconciler>(reader, manager.writer(), events, registry_,
                                        std::move(config.vm));
   kube::Controller& cluster_controller =
@@ -111,6 +128,15 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   cluster_controller.WatchMapped(config_maps, clusters_referencing);
 
   vm_controller.Watch(vms);
+  // A VM Ready on its image wakes the next one waiting to roll out to it.
+  vm_controller.WatchMapped(vms, [&vm = *vm_](const kube::Object& obj) {
+    std::vector<std::string> keys;
+    if (!ReadyOnItsImage(obj)) return keys;
+    for (const std::string& image : ImageIndex()(obj)) {
+      if (std::string next = vm.TakeRolloutWaiter(image); !next.empty()) keys.push_back(next);
+    }
+    return keys;
+  });
   vm_controller.WatchMapped(images, [&cache](const kube::Object& image) {
     return KeysByIndex(cache, ProxmoxVms(), kIndexImage, kube::KeyOf(image));
   });
@@ -130,6 +156,10 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
                                                const std::vector<InventoryChange>& changes) {
         for (const std::string& key : VmKeysForChanges(cache, cluster_key, changes)) queue.Add(key);
       });
+  // A freed creation slot goes to the ProxmoxVM first in line for it.
+  registry_.SetSlotWaker([&queue = vm_controller.queue()](const std::string& vm_key) {
+    queue.Add(vm_key);
+  });
 }
 
 Controllers::~Controllers() = default;

@@ -6,6 +6,7 @@
 #include "src/controllers/vm_controller.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 #include "src/api/json.h"
@@ -113,6 +114,14 @@ Result<kube::ReconcileResult> VmReconciler::Impl::Reconcile(const kube::Request&
   p.key = key;
   p.object = std::move(got).value();
   p.memory = &MemoryFor(key);
+  // The cache has not caught up with this process's own write yet; the
+  // write's watch event brings the key back.
+  std::vector<std::string>& superseded = p.memory->superseded;
+  if (std::find(superseded.begin(), superseded.end(), kube::ResourceVersionOf(p.object)) !=
+      superseded.end()) {
+    return ReconcileResult{.requeue_after = kAfterWrite};
+  }
+  superseded.clear();
   p.uid_tag = UidTag(kube::UidOf(p.object));
   Result<api::ProxmoxVm> decoded = api::ProxmoxVmFromJson(p.object);
   if (!decoded.ok()) {
@@ -167,7 +176,13 @@ Result<kube::ReconcileResult> VmReconciler::Impl::Finish(VmPass& p, Step step) {
   next["status"] = api::ToJson(p.status);
   Result<kube::Object> written = writer_.UpdateStatus(ProxmoxVms(), next);
   if (!written.ok()) return *WriteFailed(written.status());
+  Wrote(p, std::move(written).value());
   return outcome;
+}
+
+void VmReconciler::Impl::Wrote(VmPass& p, kube::Object written) {
+  p.memory->superseded.push_back(kube::ResourceVersionOf(p.object));
+  p.object = std::move(written);
 }
 
 Step VmReconciler::Impl::RejectSpec(VmPass& p, const std::vector<FieldError>& errors) {
@@ -183,7 +198,10 @@ Step VmReconciler::Impl::RejectSpec(VmPass& p, const std::vector<FieldError>& er
 }
 
 Step VmReconciler::Impl::EnsureFinalizer(VmPass& p) {
-  if (Status s = AddFinalizer(writer_, ProxmoxVms(), p.object); !s.ok()) return WriteFailed(s);
+  if (HasFinalizer(p.object)) return std::nullopt;
+  kube::Object next = p.object;
+  if (Status s = AddFinalizer(writer_, ProxmoxVms(), next); !s.ok()) return WriteFailed(s);
+  Wrote(p, std::move(next));
   return std::nullopt;
 }
 
@@ -292,6 +310,14 @@ Step VmReconciler::Impl::FollowTask(VmPass& p) {
   message = what + ": " + DescribeTaskOutcome(*task);
   if (task->succeeded()) {
     if (upid->type == "qmcreate") Event(p, kube::kEventNormal, reason::kCreated, what + ": done");
+    // A create (never with a start) or power task that succeeded says the
+    // power state without another read.
+    const int vmid = std::atoi(upid->id.c_str());
+    if (upid->type == "qmcreate" || upid->type == "qmstop" || upid->type == "qmshutdown") {
+      KnowRunning(p, vmid, false);
+    } else if (upid->type == "qmstart") {
+      KnowRunning(p, vmid, true);
+    }
     return std::nullopt;
   }
   if (upid->type == "qmcreate") {
@@ -307,6 +333,8 @@ Step VmReconciler::Impl::FollowTask(VmPass& p) {
 
 Step VmReconciler::Impl::RecordTask(VmPass& p, const proxmox::Upid& upid, std::string what) {
   p.status.last_task = api::TaskRef{upid.raw, std::move(what)};
+  if (upid.type == "qmdestroy") p.memory->ours_vmid.reset();
+  p.memory->known_running.reset();
   return After(options_.task_poll);
 }
 
@@ -323,13 +351,25 @@ Status VmReconciler::Impl::LoadConfig(VmPass& p, FoundVm& vm) {
 }
 
 Result<bool> VmReconciler::Impl::IsRunning(VmPass& p, FoundVm& vm) {
-  if (!vm.running_confirmed) {
+  if (vm.running_confirmed) return *vm.running;
+  const VmMemory& memory = *p.memory;
+  if (memory.known_running && memory.known_running_vmid == vm.vmid &&
+      p.inventory->fetched_at <= memory.known_running_at) {
+    vm.running = memory.known_running;
+  } else {
     ASSIGN_OR_RETURN(proxmox::VmStatus live, p.runtime->client().GetVmStatus(vm.node, vm.vmid));
     vm.running = live.running();
     vm.lock = live.lock;
-    vm.running_confirmed = true;
+    KnowRunning(p, vm.vmid, *vm.running);
   }
+  vm.running_confirmed = true;
   return *vm.running;
+}
+
+void VmReconciler::Impl::KnowRunning(VmPass& p, int vmid, bool running) {
+  p.memory->known_running = running;
+  p.memory->known_running_vmid = vmid;
+  p.memory->known_running_at = clock_.Now();
 }
 
 Step VmReconciler::Impl::ProxmoxFailure(VmPass& p, Status status, std::string_view what) {
@@ -341,6 +381,8 @@ Step VmReconciler::Impl::ProxmoxFailure(VmPass& p, Status status, std::string_vi
     case Code::kConflict:  // the VM changed under us (digest, power state): look again
     case Code::kNotFound:  // it went away meanwhile
       p.memory->compared_at.reset();
+      p.memory->ours_vmid.reset();
+      p.memory->absent_vmid.reset();
       return After(kSoon);
     case Code::kOutcomeUnknown:  // never resent: the next pass re-observes
       return After(options_.task_poll);

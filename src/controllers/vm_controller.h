@@ -38,6 +38,10 @@ struct VmControllerOptions {
   // How often a VM's config is read and compared even when nothing said it
   // changed (edits the inventory cannot show, like a NIC's bridge).
   std::chrono::milliseconds config_resync{std::chrono::minutes(10)};
+  // While a guest agent does not answer (the guest boots), it is asked again
+  // after this, doubling up to agent_period; a started guest is first asked
+  // this long after its start.
+  std::chrono::milliseconds agent_retry{std::chrono::seconds(5)};
   // How soon a running Proxmox task is looked at again.
   std::chrono::milliseconds task_poll{std::chrono::seconds(2)};
   // The ProxmoxVMs whose imageRef names the NixImage "ns/name" (the
@@ -46,6 +50,10 @@ struct VmControllerOptions {
   std::function<Result<std::vector<kube::Object>>(const std::string& image_key)> image_users;
   // How soon a VM waiting for a rollout slot looks again.
   std::chrono::milliseconds rollout_poll{std::chrono::seconds(5)};
+  // The ProxmoxVMs holding "ns/cluster/vmid" in status (the informer's
+  // kIndexClusterVmid in production); null: a List of the namespace. Asked
+  // while choosing a VMID, once per candidate.
+  std::function<Result<std::vector<kube::Object>>(const std::string& cluster_vmid)> vmid_holders;
 };
 
 class VmReconciler final : public kube::Reconciler {
@@ -57,6 +65,11 @@ class VmReconciler final : public kube::Reconciler {
   ~VmReconciler() override;
 
   Result<kube::ReconcileResult> Reconcile(const kube::Request& request) override;
+
+  // The ProxmoxVM (key) first in line for a rollout slot of the NixImage
+  // `image_key`, taken out of the line; "" when none waits. Called when a
+  // sibling became Ready on the image, which frees a slot.
+  std::string TakeRolloutWaiter(const std::string& image_key);
 
  private:
   struct Impl;

@@ -22,10 +22,6 @@ using api::ConditionStatus;
 
 // A graceful shutdown gets this long before Proxmox stops the VM hard.
 constexpr int kShutdownTimeoutSeconds = 120;
-// While a guest agent does not answer (the guest boots), it is asked again
-// after this, doubling up to agent_period.
-constexpr std::chrono::milliseconds kAgentRetry = std::chrono::seconds(5);
-
 std::chrono::milliseconds Remaining(Clock::SteadyTime due, Clock::SteadyTime now) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(due - now);
 }
@@ -70,6 +66,15 @@ Step VmReconciler::Impl::SyncConfig(VmPass& p, FoundVm& vm) {
       now - *memory.compared_at < options_.config_resync) {
     return std::nullopt;
   }
+  // A VM compared before the inventory showed it (just created) appears
+  // there: when it shows what the config compared then said, nothing moved.
+  if (memory.compared_at && memory.compared_generation == p.generation() &&
+      memory.compared_entry.empty() && !vm.fingerprint.empty() &&
+      now - *memory.compared_at < options_.config_resync && memory.compared_view == vm.view &&
+      !memory.check_pending) {
+    memory.compared_entry = vm.fingerprint;
+    return std::nullopt;
+  }
   const std::string name = "VM " + std::to_string(vm.vmid);
   if (Status loaded = LoadConfig(p, vm); !loaded.ok()) {
     return ProxmoxFailure(p, loaded, "reading the config of " + name);
@@ -94,6 +99,7 @@ Step VmReconciler::Impl::SyncConfig(VmPass& p, FoundVm& vm) {
   if (diff.empty() || p.observe_only) {
     memory.compared_generation = p.generation();
     memory.compared_entry = vm.fingerprint;
+    memory.compared_view = InventoryView(*vm.config);
     memory.compared_at = now;
     return std::nullopt;
   }
@@ -112,6 +118,7 @@ Step VmReconciler::Impl::ApplyConfig(VmPass& p, FoundVm& vm, const ConfigDiff& d
   proxmox::PveClient& client = p.runtime->client();
   std::optional<proxmox::Upid> task;
   std::string what;
+  p.memory->ours_vmid.reset();  // its tags may change: read them again
   if (!diff.update.set.empty() || !diff.update.delete_keys.empty()) {
     what = "update the config of " + name;
     if (diff.allocates) {
@@ -204,14 +211,28 @@ Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p, std::vector<std::string
   }
   std::lock_guard lock(rollout_mu_);
   std::set<std::string>& rolling = rolling_[p.image.key];
+  std::deque<std::string>& line = rollout_line_[p.image.key];
   if (rolling.contains(p.key)) return true;
   busy.insert(rolling.begin(), rolling.end());
   if (static_cast<int>(busy.size()) < std::max(1, p.image.max_unavailable)) {
     rolling.insert(p.key);
+    std::erase(line, p.key);
+    if (line.empty()) rollout_line_.erase(p.image.key);
     return true;
   }
+  if (std::find(line.begin(), line.end(), p.key) == line.end()) line.push_back(p.key);
   for (const std::string& key : busy) waiting_on->push_back(kube::SplitKey(key).second);
   return false;
+}
+
+std::string VmReconciler::TakeRolloutWaiter(const std::string& image_key) {
+  std::lock_guard lock(impl_->rollout_mu_);
+  auto line = impl_->rollout_line_.find(image_key);
+  if (line == impl_->rollout_line_.end()) return "";
+  std::string next = std::move(line->second.front());
+  line->second.pop_front();
+  if (line->second.empty()) impl_->rollout_line_.erase(line);
+  return next;
 }
 
 void VmReconciler::Impl::LeaveRollout(const std::string& vm_key) {
@@ -219,6 +240,10 @@ void VmReconciler::Impl::LeaveRollout(const std::string& vm_key) {
   for (auto it = rolling_.begin(); it != rolling_.end();) {
     it->second.erase(vm_key);
     it = it->second.empty() ? rolling_.erase(it) : std::next(it);
+  }
+  for (auto it = rollout_line_.begin(); it != rollout_line_.end();) {
+    std::erase(it->second, vm_key);
+    it = it->second.empty() ? rollout_line_.erase(it) : std::next(it);
   }
 }
 
@@ -307,7 +332,7 @@ Step VmReconciler::Impl::RememberMacs(VmPass& p, FoundVm& vm) {
   next["metadata"]["annotations"][kAnnotationRecreateMacs] = value;
   Result<kube::Object> updated = writer_.Update(ProxmoxVms(), next);
   if (!updated.ok()) return WriteFailed(updated.status());
-  p.object = std::move(updated).value();
+  Wrote(p, std::move(updated).value());
   return std::nullopt;
 }
 
@@ -320,7 +345,7 @@ Step VmReconciler::Impl::ForgetMacs(VmPass& p) {
   next["metadata"]["annotations"].erase(kAnnotationRecreateMacs);
   Result<kube::Object> updated = writer_.Update(ProxmoxVms(), next);
   if (!updated.ok()) return WriteFailed(updated.status());
-  p.object = std::move(updated).value();
+  Wrote(p, std::move(updated).value());
   return std::nullopt;
 }
 
@@ -349,7 +374,8 @@ Step VmReconciler::Impl::ApplyPowerState(VmPass& p, FoundVm& vm) {
     Result<proxmox::Upid> upid = client.StartVm(vm.node, vm.vmid);
     if (!upid.ok()) return ProxmoxFailure(p, upid.status(), what);
     p.status.phase = api::VmPhase::kStarting;
-    p.memory->agent_due.reset();
+    // The guest needs a moment to boot before its agent can answer.
+    p.memory->agent_due = clock_.Now() + std::min(options_.agent_retry, options_.agent_period);
     p.memory->agent_misses = 0;
     Event(p, kube::kEventNormal, reason::kStarting, "starting " + name + " on " + vm.node);
     return RecordTask(p, *upid, what);
@@ -388,14 +414,14 @@ void VmReconciler::Impl::ObserveGuest(VmPass& p, FoundVm& vm) {
   if (!ifaces.ok()) {
     // Not a failure: the guest boots, or has no agent. The last addresses stay.
     ++memory.agent_misses;
-    const auto backoff = kAgentRetry * (1 << std::min(memory.agent_misses - 1, 6));
+    const auto backoff = options_.agent_retry * (1 << std::min(memory.agent_misses - 1, 6));
     memory.agent_due = now + std::min<std::chrono::milliseconds>(backoff, options_.agent_period);
     Condition(p, condition::kAgentConnected, ConditionStatus::kFalse, reason::kAgentNotRunning,
               "the guest agent of " + name + " does not answer: " + ifaces.status().message());
     return;
   }
   memory.agent_misses = 0;
-  memory.agent_due = now + options_.agent_period;
+  memory.agent_due = now + AgentPeriod(p);
   Condition(p, condition::kAgentConnected, ConditionStatus::kTrue, reason::kAgentResponding,
             "the guest agent of " + name + " answers");
 
@@ -420,7 +446,7 @@ void VmReconciler::Impl::ObserveGuest(VmPass& p, FoundVm& vm) {
                                  : Probe::kUnreachable);
   }
   // A probe was only scheduled: look for its result soon.
-  if (awaiting_probe) memory.agent_due = now + std::min(kAgentRetry, options_.agent_period);
+  if (awaiting_probe) memory.agent_due = now + std::min(options_.agent_retry, options_.agent_period);
   p.status.primary_ip = SelectPrimary(addresses, probes, reach.address_family);
   p.status.ip_addresses = std::move(addresses);
 
@@ -440,6 +466,13 @@ void VmReconciler::Impl::ObserveGuest(VmPass& p, FoundVm& vm) {
     Condition(p, condition::kReachable, ConditionStatus::kUnknown, reason::kNotProbed,
               options_.prober ? "no probe result yet" : "probing is off");
   }
+}
+
+std::chrono::milliseconds VmReconciler::Impl::AgentPeriod(const VmPass& p) const {
+  const int running = p.inventory ? p.inventory->managed_running : 0;
+  const double share = std::max(1, p.cluster.max_requests_per_second) / 2.0;
+  const auto spread = std::chrono::milliseconds(static_cast<long long>(running * 1000.0 / share));
+  return std::max(options_.agent_period, spread);
 }
 
 std::chrono::milliseconds VmReconciler::Impl::NextLook(VmPass& p, const FoundVm& vm) {

@@ -3,6 +3,7 @@
 // node (written to status first) and creating it within the storage's bound.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <utility>
 
@@ -23,7 +24,7 @@ using api::ConditionStatus;
 constexpr std::chrono::milliseconds kAdoptRetry = std::chrono::seconds(30);
 constexpr std::chrono::milliseconds kPlacementRetry = std::chrono::seconds(30);
 constexpr std::chrono::milliseconds kVmidInUseRetry = std::chrono::minutes(5);
-constexpr std::chrono::milliseconds kStorageRetry = std::chrono::seconds(3);
+constexpr std::chrono::milliseconds kStorageRetry = std::chrono::seconds(30);
 
 // nixmox.io/adopt-vmid as a number; nullopt when absent or not a number.
 std::optional<int> AdoptVmid(const kube::Object& obj) {
@@ -35,11 +36,17 @@ std::optional<int> AdoptVmid(const kube::Object& obj) {
   return std::stoi(text);
 }
 
-// The observable fields of an inventory entry, as one comparable string.
+// The fields of an inventory entry a config change could move, as one
+// comparable string (not the power state: a start changes no config).
 std::string Fingerprint(const proxmox::ClusterResource& r) {
-  return r.status + "|" + r.node + "|" + r.name + "|" + Join(r.tags, ";") + "|" + r.lock + "|" +
+  return r.node + "|" + r.name + "|" + Join(r.tags, ";") + "|" + r.lock + "|" +
          std::to_string(r.maxcpu) + "|" + std::to_string(r.maxmem) + "|" +
          std::to_string(r.maxdisk) + "|" + (r.is_template ? "t" : "");
+}
+
+std::string SortedTags(std::vector<std::string> tags) {
+  std::sort(tags.begin(), tags.end());
+  return Join(tags, ";");
 }
 
 // A VM re-created for a new image keeps its MACs (those the spec leaves open).
@@ -61,6 +68,18 @@ void KeepRecreateMacs(const kube::Object& obj, DesiredVm& desired) {
 }
 
 }  // namespace
+
+std::string InventoryView(const proxmox::ClusterResource& entry) {
+  return entry.name + "|" + SortedTags(entry.tags) + "|" +
+         std::to_string(std::llround(entry.maxcpu)) + "|" + std::to_string(entry.maxmem >> 20);
+}
+
+std::string InventoryView(const proxmox::VmConfig& config) {
+  const std::int64_t vcpus =
+      config.GetInt("vcpus").value_or(config.sockets().value_or(1) * config.cores().value_or(1));
+  return config.name() + "|" + SortedTags(config.tags()) + "|" + std::to_string(vcpus) + "|" +
+         std::to_string(config.memory_mib().value_or(512));
+}
 
 // ---------------------------------------------------------------------------
 // Finding the VM
@@ -122,23 +141,37 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
     vm.lock = entry->lock;
     vm.running = entry->status == "running";
     vm.fingerprint = Fingerprint(*entry);
+    vm.view = InventoryView(*entry);
     if (HasTag(vm.tags, p.uid_tag)) {
       vm.owner = FoundVm::Owner::kUs;
       return std::optional<FoundVm>(std::move(vm));
     }
   }
   if (vm.node.empty()) return std::optional<FoundVm>();
+  VmMemory& memory = *p.memory;
+  if (vm.fingerprint.empty() && !memory.created_vmid) {
+    // Not in the inventory, and this process knows why (see VmMemory).
+    if (memory.absent_vmid == vmid) return std::optional<FoundVm>();
+    if (memory.ours_vmid == vmid) {
+      vm.owner = FoundVm::Owner::kUs;
+      vm.tags = memory.ours_tags;
+      return std::optional<FoundVm>(std::move(vm));
+    }
+  }
   // The inventory can be a period old: a VM just created is not in it, and a
   // VM whose tags look foreign there may have been tagged since. Ask.
   Result<proxmox::VmConfig> config = p.runtime->client().GetVmConfig(vm.node, vmid);
   if (!config.ok()) {
-    if (config.status().code() == Code::kNotFound) return std::optional<FoundVm>();
-    return config.status();
+    if (config.status().code() != Code::kNotFound) return config.status();
+    if (!memory.created_vmid) memory.absent_vmid = vmid;
+    return std::optional<FoundVm>();
   }
   vm.tags = config->tags();
   vm.lock = config->lock();
   vm.config = std::move(config).value();
   if (HasTag(vm.tags, p.uid_tag)) {
+    memory.ours_vmid = vmid;
+    memory.ours_tags = vm.tags;
     vm.owner = FoundVm::Owner::kUs;
   } else if (vm.lock == "create") {
     vm.owner = FoundVm::Owner::kBeingCreated;
@@ -223,25 +256,41 @@ Step VmReconciler::Impl::ObserveAbsent(VmPass& p, std::string message) {
 Step VmReconciler::Impl::Allocate(VmPass& p) {
   if (p.observe_only) return ObserveAbsent(p, "no VM carries tag " + p.uid_tag);
   if (!p.image.ready) return WaitForImage(p);
-  // A new identity is chosen once per VM: look again with a fresh list, so
-  // that a VM whose status write was lost is found rather than duplicated.
-  Result<std::shared_ptr<const Inventory>> fresh = p.runtime->RefreshInventory();
-  if (!fresh.ok()) return ProxmoxFailure(p, fresh.status(), "listing the cluster");
-  p.inventory = *fresh;
-  if (const proxmox::ClusterResource* tagged = p.inventory->FindVmByTag(p.uid_tag)) {
-    p.status.vmid = tagged->vmid;
-    p.status.node = tagged->node;
-    return After(kSoon);
-  }
+  // No list just for this: the VMID goes to status before any create, so a
+  // VM without one in status was never created by a process that got that
+  // far, and FindVm already looked for our tag in an inventory listed after
+  // this process connected. (Waiting for a fresh list here put a Proxmox
+  // round trip between every new ProxmoxVM and its first action.)
   int vmid = 0;
   if (p.vm.spec.vmid) {
     vmid = *p.vm.spec.vmid;
   } else {
-    Result<std::set<int>> held = HeldVmids(p);
-    if (!held.ok()) return Fail(held.status());
-    Result<int> allocated = p.runtime->vmids().Allocate(*p.inventory, *held);
+    Result<int> allocated = Status(Code::kInternal, "unset");
+    if (options_.vmid_holders) {
+      const std::string prefix =
+          kube::NamespaceOf(p.object) + "/" + p.vm.spec.cluster_ref.name + "/";
+      Status lookup = OkStatus();
+      allocated = p.runtime->vmids().AllocateExcept(*p.inventory, [&](int candidate) {
+        Result<std::vector<kube::Object>> holders =
+            options_.vmid_holders(prefix + std::to_string(candidate));
+        if (!holders.ok()) {
+          lookup = holders.status();
+          return true;
+        }
+        return std::any_of(holders->begin(), holders->end(),
+                           [&](const kube::Object& obj) { return kube::KeyOf(obj) != p.key; });
+      });
+      if (!lookup.ok()) return Fail(lookup);
+    } else {
+      Result<std::set<int>> held = HeldVmids(p);
+      if (!held.ok()) return Fail(held.status());
+      allocated = p.runtime->vmids().Allocate(*p.inventory, *held);
+    }
     if (!allocated.ok()) return Fail(allocated.status());
     vmid = *allocated;
+    // Free in the inventory, held by nobody: no VM has it (a VM someone else
+    // creates there meanwhile makes the create fail, see VmidTakenOnCreate).
+    p.memory->absent_vmid = vmid;
   }
   std::string node;
   if (Step s = ChooseNode(p, &node)) return s;
@@ -252,7 +301,7 @@ Step VmReconciler::Impl::Allocate(VmPass& p) {
   p.status.phase = api::VmPhase::kProvisioning;
   Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kCreating,
             "VM " + std::to_string(vmid) + " goes to " + node);
-  return After(kSoon);
+  return After(kAfterWrite);
 }
 
 Result<std::set<int>> VmReconciler::Impl::HeldVmids(VmPass& p) {
@@ -310,26 +359,29 @@ Step VmReconciler::Impl::Create(VmPass& p) {
   if (!p.image.ready) return WaitForImage(p);
   if (p.status.node.empty()) {
     if (Step s = ChooseNode(p, &p.status.node)) return s;
-    return After(kSoon);
+    return After(kAfterWrite);
   }
 
   DesiredVm desired = Desire(Inputs(p));
   KeepRecreateMacs(p.object, desired);
-  const std::string& storage = desired.root.storage;
+  const std::string& node = p.status.node;
+  const std::string slot = SlotName(*p.inventory, node, desired.root.storage);
   p.status.phase = api::VmPhase::kProvisioning;
-  if (!p.runtime->storage_slots().TryAcquire(storage, p.key)) {
+  if (!p.runtime->storage_slots().TryAcquire(slot, p.key)) {
     const std::string message = "waiting for one of the " +
                                 std::to_string(p.cluster.max_creates_per_storage) +
-                                " creation slots of storage " + storage;
+                                " creation slots of storage " + slot;
     Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kWaitingForStorage,
               message);
     Block(p, reason::kWaitingForStorage, message);
+    // A release wakes the first in line; this is only the fallback.
     return After(kStorageRetry);
   }
   p.memory->cluster_key = p.runtime->key();
-  p.memory->slot_storage = storage;
+  p.memory->slot_storage = slot;
+  p.memory->absent_vmid.reset();
+  p.memory->ours_vmid.reset();
 
-  const std::string& node = p.status.node;
   Result<proxmox::Upid> upid = p.runtime->client().CreateVm(node, vmid, CreateParams(desired));
   if (!upid.ok()) {
     if (upid.status().code() == Code::kAlreadyExists) return VmidTakenOnCreate(p, vmid);

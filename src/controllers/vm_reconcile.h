@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,7 @@ struct VmMemory {
   // generation or the VM's inventory entry moved, or config_resync passed.
   std::int64_t compared_generation = 0;
   std::string compared_entry;
+  std::string compared_view;  // InventoryView of the config compared
   std::optional<Clock::SteadyTime> compared_at;
   // A config change was sent: ask Proxmox which keys wait for a restart.
   bool check_pending = false;
@@ -53,6 +55,24 @@ struct VmMemory {
   // status write that recorded it is lost.
   std::optional<int> created_vmid;
   std::string created_node;
+  // What this process already knows about the VMID in status while the
+  // inventory does not show it yet, so a pass need not ask Proxmox again:
+  // no VM has it (chosen free here, or a read said so, and no create sent
+  // since), or the VM is ours (a read saw our tag; `ours_tags` are its
+  // tags). Both are dropped by anything that could change them (a create, a
+  // destroy, a NotFound).
+  std::optional<int> absent_vmid;
+  std::optional<int> ours_vmid;
+  std::vector<std::string> ours_tags;
+  // The power state a task of ours or a read told, and when: it stands in
+  // for a read until an inventory listed later says otherwise, and is
+  // dropped when another task starts.
+  std::optional<bool> known_running;
+  int known_running_vmid = 0;
+  Clock::SteadyTime known_running_at{};
+  // resourceVersions this process wrote over: a pass that reads one from
+  // the cache runs ahead of it and waits for the watch to bring the write.
+  std::vector<std::string> superseded;
   // The cluster whose storage slot / placement ledger holds an entry for us.
   std::string cluster_key;
   std::string slot_storage;
@@ -83,6 +103,7 @@ struct FoundVm {
   bool running_confirmed = false;
   std::optional<proxmox::VmConfig> config;  // read in this pass
   std::string fingerprint;                  // the inventory entry's observable fields
+  std::string view;                         // InventoryView of the entry
 };
 
 // One reconcile of one ProxmoxVM: what it read and the status it builds.
@@ -119,6 +140,8 @@ struct VmReconciler::Impl {
   Step ReconcileLiving(VmPass& p);
   Step RejectSpec(VmPass& p, const std::vector<FieldError>& errors);
   Step EnsureFinalizer(VmPass& p);
+  // Replaces p.object with what a write returned, remembering the old version.
+  void Wrote(VmPass& p, kube::Object written);
   Step ResolveCluster(VmPass& p);
   Step ResolveImage(VmPass& p);
   Step WaitForImage(VmPass& p);
@@ -153,6 +176,9 @@ struct VmReconciler::Impl {
   Step ApplyPowerState(VmPass& p, FoundVm& vm);
   void ObserveGuest(VmPass& p, FoundVm& vm);
   std::chrono::milliseconds NextLook(VmPass& p, const FoundVm& vm);
+  // agent_period, stretched so that re-checking every running VM of the
+  // cluster takes at most half of its request budget.
+  std::chrono::milliseconds AgentPeriod(const VmPass& p) const;
 
   // vm_delete.cc: the finalizer.
   Step ReconcileDeletion(VmPass& p);
@@ -163,6 +189,7 @@ struct VmReconciler::Impl {
   // Shared helpers (vm_controller.cc).
   Status LoadConfig(VmPass& p, FoundVm& vm);
   Result<bool> IsRunning(VmPass& p, FoundVm& vm);
+  void KnowRunning(VmPass& p, int vmid, bool running);
   Step ProxmoxFailure(VmPass& p, Status status, std::string_view what);
   Step Locked(VmPass& p, const FoundVm& vm);
   Step WriteFailed(const Status& status);
@@ -189,7 +216,14 @@ struct VmReconciler::Impl {
   // NixImage key: the status in the cache lags, this does not.
   std::mutex rollout_mu_;
   std::map<std::string, std::set<std::string>> rolling_;
+  // VMs turned away for want of a slot, in order, per NixImage key.
+  std::map<std::string, std::deque<std::string>> rollout_line_;
 };
+
+// What both an inventory entry and a config say of a VM (name, tags, vCPUs,
+// memory), in one comparable form.
+std::string InventoryView(const proxmox::ClusterResource& entry);
+std::string InventoryView(const proxmox::VmConfig& config);
 
 // Small pieces the parts share.
 std::string Annotation(const kube::Object& obj, const char* name);
@@ -211,5 +245,8 @@ inline Step Fail(Status status) { return Result<kube::ReconcileResult>(std::move
 inline constexpr std::chrono::milliseconds kSoon{1000};
 // How soon a locked VM is looked at again.
 inline constexpr std::chrono::milliseconds kLockedRetry{3000};
+// After a status write the next pass starts from: its watch event brings the
+// key back at once; this is only the fallback should the event be lost.
+inline constexpr std::chrono::milliseconds kAfterWrite{10000};
 
 }  // namespace nixmox::controllers

@@ -15,9 +15,16 @@ boot_ms=15000
 import_ms_per_gib=3000
 image_gib=1
 nodes=(pve1 pve2 pve3)
-# The operator's Proxmox client budget per cluster (src/proxmox/limiter.h's
-# default; no flag or spec field changes it). Reported beside the bound.
-client_qps=10
+# The operator's Proxmox request budget per cluster (ProxmoxCluster
+# spec.maxRequestsPerSecond, default 10) and how often it looks at a running
+# task (--task-poll, default 2s) and asks a booting guest's agent again
+# (--agent-retry, default 5s) follow the time scale: pve-sim's tasks run
+# time_scale times faster, so the operator may ask time_scale times as often,
+# just as it would of a real cluster whose tasks take the unscaled times.
+# (The guest-agent period stays at its default: it is a steady-state cost.)
+client_qps_for_scale() { echo $((10 * time_scale > 1000 ? 1000 : 10 * time_scale)); }
+task_poll_for_scale() { echo "$((2000 / time_scale))ms"; }
+agent_retry_for_scale() { echo "$((5000 / time_scale))ms"; }
 vm_storage=vmdata  # lvmthin on every node, big enough for 10,000 disks
 
 pids=()
@@ -102,16 +109,18 @@ world_start() {
 
 cluster_manifest() {
   jq -n --arg url "$pve_url" --rawfile ca "$work/pve.crt" --arg storage "$vm_storage" \
-    --argjson creates "$creates_per_storage" '{apiVersion: "nixmox.io/v1alpha1",
-    kind: "ProxmoxCluster", metadata: {name: "pve"}, spec: {endpoint: $url,
-    credentialsRef: {name: "pve-token"}, tls: {caBundle: $ca}, defaultStorage: $storage,
-    imageStorage: "local", maxCreatesPerStorage: $creates}}'
+    --argjson creates "$creates_per_storage" --argjson qps "$client_qps" '{
+    apiVersion: "nixmox.io/v1alpha1", kind: "ProxmoxCluster", metadata: {name: "pve"},
+    spec: {endpoint: $url, credentialsRef: {name: "pve-token"}, tls: {caBundle: $ca},
+    defaultStorage: $storage, imageStorage: "local", maxCreatesPerStorage: $creates,
+    maxRequestsPerSecond: $qps}}'
 }
 
 start_operator() {
   "$build/operator/nixmox-operator" --kubeconfig "$work/kubeconfig" --namespace "$ns" \
     --health-probe-bind-address 127.0.0.1:0 --metrics-bind-address 127.0.0.1:0 \
     --inventory-period "$inventory_period" --probe-networks 127.0.0.1/32 \
+    --task-poll "$(task_poll_for_scale)" --agent-retry "$(agent_retry_for_scale)" \
     "${operator_flags[@]}" 2>>"$work/operator.log" >/dev/null &
   operator_pid=$!
   pids+=("$operator_pid")
@@ -216,10 +225,13 @@ params_json() {
     --argjson import_ms_per_gib "$import_ms_per_gib" --argjson image_gib "$image_gib" \
     --argjson time_scale "$time_scale" --argjson nodes "${#nodes[@]}" \
     --argjson creates_per_storage "$creates_per_storage" \
+    --argjson qps "$client_qps" --arg task_poll "$(task_poll_for_scale)" \
+    --arg agent_retry "$(agent_retry_for_scale)" \
     --arg inventory_period "$inventory_period" --arg operator_flags "${operator_flags[*]}" \
     '{task_ms: $task_ms, boot_ms: $boot_ms, import_ms_per_gib: $import_ms_per_gib,
       image_gib: $image_gib, time_scale: $time_scale, nodes: $nodes,
-      creates_per_storage: $creates_per_storage, inventory_period: $inventory_period,
+      creates_per_storage: $creates_per_storage, requests_per_second: $qps,
+      task_poll: $task_poll, agent_retry: $agent_retry, inventory_period: $inventory_period,
       operator_flags: $operator_flags}'
 }
 

@@ -121,6 +121,7 @@ fi
 if [ "${scenarios[0]}" = faults ]; then n=${n:-100}; fi
 n=${n:-1000}
 time_scale=${time_scale:-10}
+client_qps=$(client_qps_for_scale)
 inventory_period=${inventory_period:-10s}
 samples=${samples:-100}
 if ((measured_converge)); then creates_per_storage=${creates_per_storage:-2}; fi
@@ -167,11 +168,11 @@ scaled_s() { awk -v ms="$1" -v f="$time_scale" 'BEGIN {printf "%.6f", int(ms / f
 # then its disk import under its node's storage lock, then half a task), a
 # start (one task) and a boot until the guest agent answers. Imports on one
 # node's storage run one at a time; the operator runs at most C creates on a
-# storage at once (it counts a storage by name across nodes). The last VM is
-# Ready no sooner than the later of the two create schedules, plus its start
-# and boot. Prints "k seconds" for k = 1..N (the ideal curve).
+# storage at once (on each node's own copy of a local storage like vmdata).
+# The last VM is Ready no sooner than the later of the two create schedules,
+# plus its start and boot. Prints "k seconds" for k = 1..N (the ideal curve).
 lower_bound_curve() {
-  awk -v n="$1" -v nodes="${#nodes[@]}" -v c="$creates_per_storage" \
+  awk -v n="$1" -v nodes="${#nodes[@]}" -v c="$((creates_per_storage * ${#nodes[@]}))" \
     -v t="$(scaled_s "$task_ms")" -v i="$(scaled_s "$import_ms_per_gib")" \
     -v b="$(scaled_s "$boot_ms")" -v g="$image_gib" '
     function ceil(x) { return x == int(x) ? x : int(x) + 1 }
@@ -186,7 +187,7 @@ lower_bound_curve() {
 }
 
 lower_bound_json() {
-  awk -v n="$1" -v nodes="${#nodes[@]}" -v c="$creates_per_storage" \
+  awk -v n="$1" -v nodes="${#nodes[@]}" -v c="$((creates_per_storage * ${#nodes[@]}))" \
     -v t="$(scaled_s "$task_ms")" -v i="$(scaled_s "$import_ms_per_gib")" \
     -v b="$(scaled_s "$boot_ms")" -v g="$image_gib" '
     function ceil(x) { return x == int(x) ? x : int(x) + 1 }
@@ -595,7 +596,7 @@ scenario_rollout() {
 # boots; at most U (maxUnavailable) move at once, at most C creates run on a
 # storage, and imports queue on each node's storage lock.
 rollout_bound_json() {
-  awk -v n="$1" -v u=10 -v nodes="${#nodes[@]}" -v c="$creates_per_storage" \
+  awk -v n="$1" -v u=10 -v nodes="${#nodes[@]}" -v c="$((creates_per_storage * ${#nodes[@]}))" \
     -v t="$(scaled_s "$task_ms")" -v i="$(scaled_s "$import_ms_per_gib")" \
     -v b="$(scaled_s "$boot_ms")" -v g=0.09375 '
     function ceil(x) { return x == int(x) ? x : int(x) + 1 }

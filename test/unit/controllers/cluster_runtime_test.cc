@@ -109,6 +109,61 @@ TEST(StorageSlotsTest, BoundsHoldersPerStorageAndExpiresForgottenOnes) {
   EXPECT_EQ(slots.InUse("local-lvm"), 0);
 }
 
+TEST(StorageSlotsTest, AReleaseWakesTheFirstInLineOnly) {
+  FakeClock clock;
+  StorageSlots slots(1, std::chrono::minutes(30), clock);
+  std::vector<std::string> woken;
+  slots.SetWaker([&](const std::string& holder) { woken.push_back(holder); });
+  EXPECT_TRUE(slots.TryAcquire("s", "ns/a"));
+  EXPECT_FALSE(slots.TryAcquire("s", "ns/b"));
+  EXPECT_FALSE(slots.TryAcquire("s", "ns/c"));
+  EXPECT_FALSE(slots.TryAcquire("s", "ns/b"));  // asking again keeps its place
+  slots.Release("s", "ns/a");
+  EXPECT_THAT(woken, ElementsAre("ns/b"));
+  EXPECT_TRUE(slots.TryAcquire("s", "ns/b"));
+  slots.Release("s", "ns/c");  // c gives up its place: nobody to wake for it
+  slots.Release("s", "ns/b");
+  EXPECT_THAT(woken, ElementsAre("ns/b"));
+  EXPECT_EQ(slots.InUse("s"), 0);
+}
+
+TEST(StorageSlotsTest, LocalStoragesAreBoundPerNodeSharedOnesOnce) {
+  proxmox::ClusterResource local1{.id = "storage/pve1/local-lvm", .type = "storage", .node = "pve1"};
+  local1.storage = "local-lvm";
+  proxmox::ClusterResource local2 = local1;
+  local2.id = "storage/pve2/local-lvm";
+  local2.node = "pve2";
+  proxmox::ClusterResource ceph{.id = "storage/pve1/ceph", .type = "storage", .node = "pve1"};
+  ceph.storage = "ceph";
+  ceph.shared = true;
+  const Inventory inv = Inventory::FromResources({local1, local2, ceph}, {});
+  EXPECT_EQ(SlotName(inv, "pve1", "local-lvm"), "pve1/local-lvm");
+  EXPECT_EQ(SlotName(inv, "pve2", "local-lvm"), "pve2/local-lvm");
+  EXPECT_EQ(SlotName(inv, "pve2", "ceph"), "ceph");
+  EXPECT_EQ(SlotName(inv, "pve1", "unknown"), "unknown");  // not listed: the careful bound
+}
+
+TEST(InventoryTest, CountsTheRunningVmsNixmoxManages) {
+  const Inventory inv = Inventory::FromResources(
+      {Vm(100, "running", {"nixmox-uid-a"}), Vm(101, "stopped", {"nixmox-uid-b"}),
+       Vm(102, "running", {"web"}), Vm(103, "running", {"nixmox-uid-c", "prod"})},
+      {});
+  EXPECT_EQ(inv.managed_running, 2);
+}
+
+TEST(VmidAllocatorTest, AsksWhetherEachCandidateIsHeld) {
+  FakeClock clock;
+  VmidAllocator allocator({.min_vmid = 100, .max_vmid = 200}, clock);
+  Inventory inv = Inventory::FromResources({Vm(100, "running")}, {});
+  std::vector<int> asked;
+  Result<int> got = allocator.AllocateExcept(inv, [&](int vmid) {
+    asked.push_back(vmid);
+    return vmid < 103;
+  });
+  EXPECT_EQ(got.value(), 103);
+  EXPECT_THAT(asked, ElementsAre(101, 102, 103));  // never about a VMID the inventory shows
+}
+
 TEST(PlacementLedgerTest, SumsPromisedMemoryPerNode) {
   PlacementLedger ledger;
   ledger.Add("ns/a", "pve1", 1024);

@@ -12,6 +12,7 @@
 #include "src/common/metrics.h"
 #include "src/controllers/resources.h"
 #include "src/controllers/vm_plan.h"
+#include "src/controllers/vm_reconcile.h"
 #include "src/kube/fake_client.h"
 #include "src/kube/informer.h"
 #include "test/unit/controllers/sim_world.h"
@@ -329,10 +330,17 @@ TEST_F(VmControllerTest, AfterARestartALostStatusIsFoundAgainByTheUidTag) {
   EXPECT_THAT(Events(), Contains("Normal/Adopted"));
 }
 
-TEST_F(VmControllerTest, CreationsPerStorageStayWithinTheClusterBound) {
+TEST_F(VmControllerTest, CreationsPerStorageStayWithinTheNodesBound) {
   ASSERT_EQ(cluster_.max_creates_per_storage, 2);
+  // local-lvm is each node's own storage: the bound is per node.
+  std::vector<std::string> woken;
+  runtime_->storage_slots().SetWaker([&](const std::string& key) { woken.push_back(key); });
   const std::vector<std::string> names = {"a", "b", "c"};
-  for (const std::string& name : names) Apply(NewVm(name));
+  for (const std::string& name : names) {
+    api::ProxmoxVm vm = NewVm(name);
+    vm.spec.node = "pve2";
+    Apply(vm);
+  }
   bool waited = false;
   for (int round = 0; round < 40; ++round) {
     for (const std::string& name : names) {
@@ -342,15 +350,56 @@ TEST_F(VmControllerTest, CreationsPerStorageStayWithinTheClusterBound) {
     int creating = 0;
     for (const auto& vm : SimVms()) creating += vm.lock == "create";
     ASSERT_LE(creating, 2) << "round " << round;
-    EXPECT_LE(runtime_->storage_slots().InUse("local-lvm"), 2);
+    EXPECT_LE(runtime_->storage_slots().InUse("pve2/local-lvm"), 2);
     world_.Advance(seconds(1));
     ASSERT_TRUE(runtime_->RefreshInventory().ok());
   }
   EXPECT_TRUE(waited);
+  // The one turned away was woken when a slot came free, not left to poll.
+  EXPECT_THAT(woken, ElementsAre(kNs + std::string("/c")));
   for (const std::string& name : names) {
     EXPECT_EQ(ConditionOf(name, "Ready"), "True/Running") << name;
   }
   EXPECT_EQ(SimVms().size(), 3u);
+}
+
+TEST_F(VmControllerTest, NodesCreateOnTheirOwnLocalStorageAtOnce) {
+  const std::vector<std::string> nodes = {"pve1", "pve2", "pve3"};
+  for (const std::string& node : nodes) {
+    for (const char* suffix : {"-a", "-b"}) {
+      api::ProxmoxVm vm = NewVm(node + suffix);
+      vm.spec.node = node;
+      Apply(vm);
+    }
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (const std::string& node : nodes) {
+      static_cast<void>(Pass(node + "-a"));
+      static_cast<void>(Pass(node + "-b"));
+    }
+  }
+  int creating = 0;
+  for (const auto& vm : SimVms()) creating += vm.lock == "create";
+  EXPECT_EQ(creating, 6);  // two per node, none waiting on another node's storage
+  for (const std::string& node : nodes) {
+    EXPECT_EQ(runtime_->storage_slots().InUse(node + "/local-lvm"), 2) << node;
+  }
+}
+
+TEST_F(VmControllerTest, WaitingForAStorageSlotAsksProxmoxNothing) {
+  for (const char* name : {"a", "b", "c"}) {
+    api::ProxmoxVm vm = NewVm(name);
+    vm.spec.node = "pve1";
+    Apply(vm);
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (const char* name : {"a", "b", "c"}) static_cast<void>(Pass(name));
+  }
+  ASSERT_EQ(ConditionOf("c", "Provisioned"), "False/WaitingForStorage");
+  ClearRequests();
+  for (int round = 0; round < 5; ++round) ASSERT_TRUE(Pass("c").ok());
+  EXPECT_EQ(Requests(), nlohmann::json::object());
+  EXPECT_EQ(ConditionOf("c", "Provisioned"), "False/WaitingForStorage");
 }
 
 // ---------------------------------------------------------------------------
@@ -623,6 +672,31 @@ TEST_F(VmControllerTest, RolloutReCreatesAtMostMaxUnavailableVmsAtATime) {
   EXPECT_EQ(SimVms().size(), names.size());
 }
 
+TEST_F(VmControllerTest, VmsWaitingForARolloutSlotStandInLine) {
+  for (const char* name : {"web-a", "web-b", "web-c"}) {
+    Apply(NewVm(name));
+    ASSERT_TRUE(ConvergeReady(name)) << name;
+  }
+  UploadImage("nixos-web2.qcow2");
+  kube::Object image = kube_.Get(NixImages(), kNs, "web").value();
+  image["status"]["storePath"] = kNewStorePath;
+  image["status"]["volumeID"] = "local:import/nixos-web2.qcow2";
+  ASSERT_TRUE(kube_.UpdateStatus(NixImages(), image).ok());
+  const std::string image_key = kNs + std::string("/web");
+  EXPECT_EQ(reconciler_->TakeRolloutWaiter(image_key), "");
+
+  ASSERT_TRUE(Pass("web-a").ok());
+  EXPECT_EQ(ConditionOf("web-a", "UpdateAvailable"), "True/Recreating");
+  ASSERT_TRUE(Pass("web-c").ok());
+  ASSERT_TRUE(Pass("web-b").ok());
+  ASSERT_TRUE(Pass("web-c").ok());  // asking again keeps its place
+  EXPECT_EQ(ConditionOf("web-b", "UpdateAvailable"), "True/RolloutWaiting");
+  // The next slot goes to the first in line, then the next; each once.
+  EXPECT_EQ(reconciler_->TakeRolloutWaiter(image_key), kNs + std::string("/web-c"));
+  EXPECT_EQ(reconciler_->TakeRolloutWaiter(image_key), kNs + std::string("/web-b"));
+  EXPECT_EQ(reconciler_->TakeRolloutWaiter(image_key), "");
+}
+
 // ---------------------------------------------------------------------------
 // Deletion
 
@@ -848,12 +922,57 @@ TEST_F(VmControllerTest, PassWithNothingChangedWritesNothingAndAsksNothing) {
   EXPECT_EQ(Requests(), nlohmann::json::object());
 }
 
+TEST_F(VmControllerTest, ConvergingReadsWhatItAlreadyKnowsOnlyOnce) {
+  ClearRequests();
+  Apply(NewVm("web"));
+  ASSERT_TRUE(ConvergeReady("web"));
+  const nlohmann::json requests = Requests();
+  // The config once, after the create (not again when the inventory shows
+  // the VM started); the power state never (the create and the start task
+  // tell it); the agent not before the guest had 5 s to boot (this world's
+  // guest needs 6 s, so the second question gets the answer).
+  EXPECT_EQ(requests.value("GET /nodes/{node}/qemu/{vmid}/config", 0), 1) << requests.dump();
+  EXPECT_EQ(requests.value("GET /nodes/{node}/qemu/{vmid}/status/current", 0), 0);
+  EXPECT_EQ(requests.value("GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", 0), 2);
+  EXPECT_EQ(Vm("web").status.vmid, 100);
+  // What lets a pass trust the inventory's first sight of a VM it compared.
+  EXPECT_EQ(InventoryView(*runtime_->inventory()->FindVm(100)), InventoryView(Config(100)));
+  world_.Advance(seconds(1));
+  ASSERT_TRUE(runtime_->RefreshInventory().ok());
+  ClearRequests();
+  ASSERT_TRUE(Pass("web").ok());
+  EXPECT_EQ(Requests(), nlohmann::json::object());
+}
+
+TEST_F(VmControllerTest, AgentRechecksTakeAtMostHalfTheRequestBudget) {
+  // One request per second for the cluster: asking every running VM's agent
+  // once per agent period may use half of it, so one running VM is asked
+  // every 2 s at the most, whatever --agent-period says.
+  kube::Object cluster = *kube_.Get(ProxmoxClusters(), kNs, "lab");
+  cluster["spec"]["maxRequestsPerSecond"] = 1;
+  ASSERT_TRUE(kube_.Update(ProxmoxClusters(), cluster).ok());
+  VmControllerOptions options;
+  options.clock = &world_.clock;
+  options.agent_period = seconds(1);
+  reconciler_ = std::make_unique<VmReconciler>(kube_, kube_, events_, registry_, options);
+  Apply(NewVm("web"));
+  ASSERT_TRUE(ConvergeReady("web"));
+  ASSERT_TRUE(runtime_->RefreshInventory().ok());
+  ASSERT_EQ(runtime_->inventory()->managed_running, 1);
+  world_.Advance(seconds(3));
+  ASSERT_TRUE(Pass("web").ok());  // asks the agent now
+  ASSERT_TRUE(last_.ok());
+  EXPECT_EQ(last_->requeue_after, seconds(2));
+}
+
 TEST_F(VmControllerTest, GuestAgentNotAnsweringYetIsNoError) {
   Apply(NewVm("web"));
   ASSERT_TRUE(
       Converge("web", 20, [&] { return Vm("web").status.phase == api::VmPhase::kRunning; }));
   ASSERT_TRUE(last_.ok()) << last_.status().ToString();
   EXPECT_LE(last_->requeue_after, seconds(5));
+  // The agent is first asked a few seconds after the start (the guest boots).
+  ASSERT_TRUE(Converge("web", 3, [&] { return !ConditionOf("web", "AgentConnected").empty(); }));
   EXPECT_EQ(ConditionOf("web", "AgentConnected"), "False/AgentNotRunning");
   EXPECT_EQ(ConditionOf("web", "Ready"), "False/AgentNotRunning");
   EXPECT_TRUE(Vm("web").status.primary_ip.empty());
@@ -862,7 +981,8 @@ TEST_F(VmControllerTest, GuestAgentNotAnsweringYetIsNoError) {
 TEST_F(VmControllerTest, ObjectGoneForgetsItsClaims) {
   Apply(NewVm("web"));
   ASSERT_TRUE(Converge("web", 5, [&] { return Vm("web").status.last_task.has_value(); }));
-  ASSERT_EQ(runtime_->storage_slots().InUse("local-lvm"), 1);
+  const std::string slot = Vm("web").status.node + "/local-lvm";
+  ASSERT_EQ(runtime_->storage_slots().InUse(slot), 1);
   // Removed behind the finalizer's back (e.g. forced): nothing stays held.
   kube::Object obj = Object("web");
   obj["metadata"].erase("finalizers");
@@ -870,7 +990,7 @@ TEST_F(VmControllerTest, ObjectGoneForgetsItsClaims) {
   ASSERT_TRUE(kube_.Delete(ProxmoxVms(), kNs, "web").ok());
 
   ASSERT_TRUE(Pass("web").ok());
-  EXPECT_EQ(runtime_->storage_slots().InUse("local-lvm"), 0);
+  EXPECT_EQ(runtime_->storage_slots().InUse(slot), 0);
   EXPECT_THAT(runtime_->placements().Pending(), IsEmpty());
 }
 

@@ -40,6 +40,8 @@ TEST(ParseCommandLineTest, NoFlagsGiveTheDocumentedDefaults) {
   EXPECT_EQ(o.proxmox_max_inflight, 8);
   EXPECT_FALSE(o.inventory_period.has_value());
   EXPECT_EQ(o.agent_period, milliseconds(60000));
+  EXPECT_EQ(o.task_poll, milliseconds(2000));
+  EXPECT_EQ(o.agent_retry, milliseconds(5000));
   EXPECT_TRUE(o.probe_networks.empty());
   EXPECT_EQ(o.log.level, "info");
   EXPECT_EQ(o.log.format, "text");
@@ -59,6 +61,8 @@ TEST(ParseCommandLineTest, EveryFlagWithSeparateValues) {
                                    "--proxmox-max-inflight", "3",
                                    "--inventory-period", "45s",
                                    "--agent-period", "2m",
+                                   "--task-poll", "250ms",
+                                   "--agent-retry", "1s",
                                    "--probe-networks", "10.0.0.0/8,fd00::/8",
                                    "--log-level", "debug",
                                    "--log-format", "json",
@@ -75,6 +79,8 @@ TEST(ParseCommandLineTest, EveryFlagWithSeparateValues) {
   EXPECT_EQ(o.proxmox_max_inflight, 3);
   EXPECT_EQ(o.inventory_period, milliseconds(45000));
   EXPECT_EQ(o.agent_period, milliseconds(120000));
+  EXPECT_EQ(o.task_poll, milliseconds(250));
+  EXPECT_EQ(o.agent_retry, milliseconds(1000));
   ASSERT_EQ(o.probe_networks.size(), 2u);
   EXPECT_EQ(o.probe_networks[0].ToString(), "10.0.0.0/8");
   EXPECT_EQ(o.probe_networks[1].ToString(), "fd00::/8");
@@ -133,7 +139,7 @@ TEST(ParseCommandLineTest, UsageListsEveryFlag) {
        {"--kubeconfig", "--namespace", "--leader-elect", "--leader-election-namespace",
         "--leader-election-id", "--metrics-bind-address", "--health-probe-bind-address",
         "--max-concurrent-reconciles", "--proxmox-max-inflight", "--inventory-period",
-        "--agent-period", "--probe-networks", "--log-level", "--log-format", "--graceful-shutdown",
+        "--agent-period", "--agent-retry", "--task-poll", "--probe-networks", "--log-level", "--log-format", "--graceful-shutdown",
         "--help"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
