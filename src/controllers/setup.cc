@@ -23,15 +23,13 @@ void AddIndexOrDie(kube::Informer& informer, const std::string& name, kube::Inde
 // The keys of the `type` objects whose `index` holds `value`.
 std::vector<std::string> KeysByIndex(kube::CacheReader& cache, const kube::ResourceType& type,
                                      const char* index, const std::string& value) {
-  auto objects = cache.ByIndex(type, index, value);
-  if (!objects.ok()) {
-    spdlog::error("looking up {} by {}: {}", type.resource, index, objects.status().ToString());
+  // Keys only: the cache answers them without unpacking an object.
+  auto keys = cache.KeysByIndex(type, index, value);
+  if (!keys.ok()) {
+    spdlog::error("looking up {} by {}: {}", type.resource, index, keys.status().ToString());
     return {};
   }
-  std::vector<std::string> keys;
-  keys.reserve(objects->size());
-  for (const kube::Object& object : *objects) keys.push_back(kube::KeyOf(object));
-  return keys;
+  return std::move(keys).value();
 }
 
 // The cluster (by key) a ProxmoxVM refers to, when that cluster is being
@@ -102,7 +100,7 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
     return cache.ByIndex(ProxmoxVms(), kIndexImage, image_key);
   };
   config.vm.vmid_holders = [&cache](const std::string& cluster_vmid) {
-    return cache.ByIndex(ProxmoxVms(), kIndexClusterVmid, cluster_vmid);
+    return cache.KeysByIndex(ProxmoxVms(), kIndexClusterVmid, cluster_vmid);
   };
   vm_ = std::make_unique<VmReconciler>(reader, manager.writer(), events, registry_,
                                        std::move(config.vm));

@@ -50,10 +50,10 @@ struct VmControllerOptions {
   std::function<Result<std::vector<kube::Object>>(const std::string& image_key)> image_users;
   // How soon a VM waiting for a rollout slot looks again.
   std::chrono::milliseconds rollout_poll{std::chrono::seconds(5)};
-  // The ProxmoxVMs holding "ns/cluster/vmid" in status (the informer's
+  // The keys of the ProxmoxVMs holding "ns/cluster/vmid" in status (the informer's
   // kIndexClusterVmid in production); null: a List of the namespace. Asked
   // while choosing a VMID, once per candidate.
-  std::function<Result<std::vector<kube::Object>>(const std::string& cluster_vmid)> vmid_holders;
+  std::function<Result<std::vector<std::string>>(const std::string& cluster_vmid)> vmid_holders;
 };
 
 class VmReconciler final : public kube::Reconciler {

@@ -53,9 +53,9 @@ std::vector<std::string> VmKeysForChanges(kube::CacheReader& cache, const std::s
                                           const std::vector<InventoryChange>& changes) {
   std::set<std::string> keys;
   auto add = [&](std::string_view index, const std::string& value) {
-    Result<std::vector<kube::Object>> objects = cache.ByIndex(ProxmoxVms(), index, value);
-    if (!objects.ok()) return;
-    for (const kube::Object& obj : *objects) keys.insert(kube::KeyOf(obj));
+    Result<std::vector<std::string>> found = cache.KeysByIndex(ProxmoxVms(), index, value);
+    if (!found.ok()) return;
+    keys.insert(found->begin(), found->end());
   };
   for (const InventoryChange& change : changes) {
     for (const std::string& tag : change.tags) {

@@ -271,14 +271,14 @@ Step VmReconciler::Impl::Allocate(VmPass& p) {
           kube::NamespaceOf(p.object) + "/" + p.vm.spec.cluster_ref.name + "/";
       Status lookup = OkStatus();
       allocated = p.runtime->vmids().AllocateExcept(*p.inventory, [&](int candidate) {
-        Result<std::vector<kube::Object>> holders =
+        Result<std::vector<std::string>> holders =
             options_.vmid_holders(prefix + std::to_string(candidate));
         if (!holders.ok()) {
           lookup = holders.status();
           return true;
         }
         return std::any_of(holders->begin(), holders->end(),
-                           [&](const kube::Object& obj) { return kube::KeyOf(obj) != p.key; });
+                           [&](const std::string& key) { return key != p.key; });
       });
       if (!lookup.ok()) return Fail(lookup);
     } else {

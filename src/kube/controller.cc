@@ -4,6 +4,18 @@
 
 namespace nixmox::kube {
 
+namespace {
+
+// A resync (or a relist that found nothing new) delivers the object as it was:
+// the same resourceVersion, or, for objects without one, the same content.
+bool Unchanged(const Object& old, const Object& cur) {
+  if (&old == &cur) return true;
+  const std::string rv = ResourceVersionOf(cur);
+  return rv.empty() ? old == cur : ResourceVersionOf(old) == rv;
+}
+
+}  // namespace
+
 bool IsTerminal(const Status& status) { return status.code() == Code::kInvalid; }
 
 Controller::Controller(std::string name, Reconciler& reconciler, ControllerOptions options)
@@ -63,13 +75,16 @@ void Controller::Watch(Informer& informer) {
 
 void Controller::WatchMapped(Informer& informer,
                              std::function<std::vector<std::string>(const Object&)> map) {
-  auto enqueue = [this, map](const Object& obj) {
-    for (const auto& key : map(obj)) queue_->Add(key);
+  auto enqueue = [this, map](const Object& obj, Priority priority) {
+    for (const auto& key : map(obj)) queue_->Add(key, priority);
   };
   EventHandlers h;
-  h.on_add = enqueue;
-  h.on_update = [enqueue](const Object&, const Object& cur) { enqueue(cur); };
-  h.on_delete = enqueue;
+  h.on_add = [enqueue](const Object& obj) { enqueue(obj, Priority::kHigh); };
+  h.on_initial_add = [enqueue](const Object& obj) { enqueue(obj, Priority::kLow); };
+  h.on_update = [enqueue](const Object& old, const Object& cur) {
+    enqueue(cur, Unchanged(old, cur) ? Priority::kLow : Priority::kHigh);
+  };
+  h.on_delete = [enqueue](const Object& obj) { enqueue(obj, Priority::kHigh); };
   informer.AddHandlers(std::move(h));
 }
 

@@ -8,6 +8,8 @@
 //   terminal error (Invalid) -> logged, counted, Forget; not retried until the
 //                               object changes and a watch event enqueues it
 //   exception                -> caught, logged, counted, AddRateLimited
+// Requeues and retries go in the queue's low lane; watch events for changed
+// objects, and WorkQueue::Add, in the high lane (see work_queue.h).
 #pragma once
 
 #include <prometheus/counter.h>
@@ -66,9 +68,14 @@ class Controller {
   const std::string& name() const { return name_; }
   WorkQueue& queue() { return *queue_; }
 
-  // Enqueues the object's key on every add, update and delete of `informer`.
+  // Enqueues the object's key on every add, update and delete of `informer`:
+  // at high priority when the object changed (an add after the initial list,
+  // an update that moved its resourceVersion, a delete), at low priority for
+  // the initial list and resyncs, so that what a user just did is reconciled
+  // before re-checks of what was already there.
   void Watch(Informer& informer);
-  // Enqueues the keys `map` returns (e.g. the ProxmoxVMs that use a NixImage).
+  // Like Watch, enqueueing the keys `map` returns (e.g. the ProxmoxVMs that use
+  // a NixImage).
   void WatchMapped(Informer& informer, std::function<std::vector<std::string>(const Object&)> map);
 
   // Starts the workers. Thread-safe; once.

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <thread>
+#include <utility>
 
 namespace nixmox::kube {
 
@@ -30,8 +31,9 @@ Status Informer::AddIndex(const std::string& name, IndexFunc fn) {
 
 void Informer::AddHandlers(EventHandlers handlers) {
   std::lock_guard lock(mu_);
-  if (handlers.on_add) {
-    for (const auto& obj : store_.List()) handlers.on_add(*obj);
+  const auto& replay = handlers.on_initial_add ? handlers.on_initial_add : handlers.on_add;
+  if (replay) {
+    for (const auto& obj : store_.List()) replay(obj->Unpack());
   }
   handlers_.push_back(std::move(handlers));
 }
@@ -48,19 +50,41 @@ void Informer::Dispatch(const std::function<void(const EventHandlers&)>& fn) {
   }
 }
 
-void Informer::Replace(std::vector<Object> objects) {
-  std::vector<ObjectPtr> ptrs;
-  ptrs.reserve(objects.size());
-  for (auto& o : objects) ptrs.push_back(std::make_shared<const Object>(std::move(o)));
-  auto result = store_.Replace(std::move(ptrs));
-  Dispatch([&](const EventHandlers& h) {
-    if (h.on_delete)
-      for (const auto& o : result.deleted) h.on_delete(*o);
-    if (h.on_add)
-      for (const auto& o : result.added) h.on_add(*o);
-    if (h.on_update)
-      for (const auto& [old, cur] : result.updated) h.on_update(*old, *cur);
-  });
+void Informer::StartList() { listed_.clear(); }
+
+void Informer::ListPage(std::vector<Object> objects) {
+  for (Object& obj : objects) {
+    listed_.push_back(store_.Pack(obj));
+    obj = nullptr;  // the page's json goes as it is packed
+  }
+}
+
+void Informer::EndList() {
+  auto result = store_.Replace(std::exchange(listed_, {}));
+  const bool initial = !synced_.load();  // the first list, not a relist
+  // Object by object, each unpacked once for every handler: a relist of
+  // thousands never exists unpacked at once. Each handler still sees the
+  // deletes, then the adds, then the updates.
+  for (const auto& stored : result.deleted) {
+    const Object obj = stored->Unpack();
+    Dispatch([&](const EventHandlers& h) {
+      if (h.on_delete) h.on_delete(obj);
+    });
+  }
+  for (const auto& stored : result.added) {
+    const Object obj = stored->Unpack();
+    Dispatch([&](const EventHandlers& h) {
+      const auto& add = initial && h.on_initial_add ? h.on_initial_add : h.on_add;
+      if (add) add(obj);
+    });
+  }
+  for (const auto& [stored_old, stored_cur] : result.updated) {
+    const Object old = stored_old->Unpack();
+    const Object cur = stored_cur->Unpack();
+    Dispatch([&](const EventHandlers& h) {
+      if (h.on_update) h.on_update(old, cur);
+    });
+  }
   {
     std::lock_guard lock(mu_);
     synced_ = true;
@@ -74,15 +98,19 @@ void Informer::Replace(std::vector<Object> objects) {
 void Informer::Add(Object object) { Update(std::move(object)); }
 
 void Informer::Update(Object object) {
-  auto cur = std::make_shared<const Object>(std::move(object));
-  ObjectPtr old = store_.Upsert(cur);
-  Dispatch([&](const EventHandlers& h) {
-    if (old) {
-      if (h.on_update) h.on_update(*old, *cur);
-    } else if (h.on_add) {
-      h.on_add(*cur);
-    }
-  });
+  // The store keeps the packed form; handlers get this json as the new state.
+  StoredPtr old = store_.Upsert(store_.Pack(object));
+  if (old) {
+    const Object before = old->Unpack();
+    old.reset();
+    Dispatch([&](const EventHandlers& h) {
+      if (h.on_update) h.on_update(before, object);
+    });
+  } else {
+    Dispatch([&](const EventHandlers& h) {
+      if (h.on_add) h.on_add(object);
+    });
+  }
 }
 
 void Informer::Delete(Object object) {
@@ -100,11 +128,12 @@ void Informer::ResyncIfDue() {
     if (next_resync_ && now < *next_resync_) return;
     next_resync_ = now + options_.resync_period;
   }
-  auto objects = store_.List();
-  Dispatch([&](const EventHandlers& h) {
-    if (h.on_update)
-      for (const auto& o : objects) h.on_update(*o, *o);
-  });
+  for (const auto& stored : store_.List()) {
+    const Object obj = stored->Unpack();
+    Dispatch([&](const EventHandlers& h) {
+      if (h.on_update) h.on_update(obj, obj);
+    });
+  }
 }
 
 bool Informer::WaitForSync(const Stop& stop) const {

@@ -28,6 +28,11 @@ struct EventHandlers {
   // `obj` is the last state known; after a relist that missed the deletion it
   // is the cached copy.
   std::function<void(const Object& obj)> on_delete;
+  // When set, gets instead of on_add the objects that were there before this
+  // handler could watch them arrive: the informer's first list, and the cache
+  // replayed to a handler added late (client-go's isInInitialList). Objects
+  // created after that, relists included, still go to on_add.
+  std::function<void(const Object& obj)> on_initial_add;
 };
 
 struct InformerOptions {
@@ -51,7 +56,8 @@ class Informer final : private ReflectorSink {
 
   // Before Run. AlreadyExists for a duplicate name.
   Status AddIndex(const std::string& name, IndexFunc fn);
-  // Thread-safe. A handler added after objects arrived first sees them as adds.
+  // Thread-safe. A handler added after objects arrived first sees them as
+  // adds (on_initial_add when set).
   void AddHandlers(EventHandlers handlers);
 
   // Lists, watches and resyncs until `stop`. Blocks; call it on its own thread.
@@ -70,7 +76,9 @@ class Informer final : private ReflectorSink {
   void ResyncIfDue();
 
  private:
-  void Replace(std::vector<Object> objects) override;
+  void StartList() override;
+  void ListPage(std::vector<Object> objects) override;
+  void EndList() override;
   void Add(Object object) override;
   void Update(Object object) override;
   void Delete(Object object) override;
@@ -84,6 +92,7 @@ class Informer final : private ReflectorSink {
   ListerWatcher& lw_;
   Store store_;
   Reflector reflector_;
+  std::vector<StoredPtr> listed_;  // the pages of the list in progress, packed
 
   mutable std::mutex mu_;  // guards handlers_, next_resync_; held while handlers run
   mutable std::condition_variable synced_cv_;

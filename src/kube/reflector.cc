@@ -67,21 +67,24 @@ bool Reflector::needs_relist() const {
 Status Reflector::ListAndWatch(const std::shared_ptr<http::CancelToken>& cancel) {
   if (needs_relist()) {
     // Pages of a consistent snapshot; the first page's RV is the list's RV.
-    ObjectList all;
+    // Each goes to the sink as it arrives: the whole list never exists as json.
+    std::string list_rv;
     ListOptions options;
     options.limit = options_.page_size;
+    sink_.StartList();
     while (true) {
       auto page = lw_.List(options);
       if (!page.ok()) return page.status();
-      for (auto& item : page->items) all.items.push_back(std::move(item));
-      all.resource_version = page->resource_version;
-      if (page->continue_token.empty()) break;
-      options.continue_token = page->continue_token;
+      list_rv = page->resource_version;
+      std::string next = std::move(page->continue_token);
+      sink_.ListPage(std::move(page->items));
+      if (next.empty()) break;
+      options.continue_token = std::move(next);
       if (cancel && cancel->cancelled()) return CancelledError("stopped while listing");
     }
-    sink_.Replace(std::move(all.items));
+    sink_.EndList();
     std::lock_guard lock(mu_);
-    last_rv_ = all.resource_version;
+    last_rv_ = list_rv;
     need_list_ = false;
   }
 

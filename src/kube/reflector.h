@@ -38,7 +38,14 @@ std::unique_ptr<ListerWatcher> NewListerWatcher(Client& client, ResourceType typ
 class ReflectorSink {
  public:
   virtual ~ReflectorSink() = default;
-  virtual void Replace(std::vector<Object> objects) = 0;
+  // A relist comes a page at a time, so that the sink can pack each page as
+  // it arrives instead of holding the whole list as json: StartList, then
+  // ListPage for every page, then EndList, after which the pages are the
+  // sink's whole contents. A list that fails mid-way gets no EndList; the
+  // next StartList drops its pages.
+  virtual void StartList() = 0;
+  virtual void ListPage(std::vector<Object> objects) = 0;
+  virtual void EndList() = 0;
   virtual void Add(Object object) = 0;
   virtual void Update(Object object) = 0;
   virtual void Delete(Object object) = 0;

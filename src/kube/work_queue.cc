@@ -46,28 +46,51 @@ WorkQueue::WorkQueue(WorkQueueOptions options)
 
 WorkQueue::~WorkQueue() { ShutDown(); }
 
-void WorkQueue::AddLocked(const std::string& key) {
-  if (shutting_down_) return;
-  if (!dirty_.insert(key).second) return;  // already queued
-  if (adds_) adds_->Increment();
-  added_at_.emplace(key, clock_.Now());
-  // A key being processed goes back in the queue at Done(), not now.
-  if (processing_.count(key)) return;
-  queue_.push_back(key);
-  if (depth_) depth_->Set(static_cast<double>(queue_.size()));
+void WorkQueue::EnqueueLocked(const std::string& key, Priority priority) {
+  const std::uint64_t seq = next_seq_++;
+  queued_[key] = Queued{priority, seq};
+  Lane(priority).emplace(seq, key);
+  if (depth_) depth_->Set(static_cast<double>(queued_.size()));
   cv_.notify_one();
 }
 
-void WorkQueue::Add(const std::string& key) {
+void WorkQueue::AddLocked(const std::string& key, Priority priority) {
+  if (shutting_down_) return;
+  if (auto it = queued_.find(key); it != queued_.end()) {
+    // Already queued: once is enough, at the higher priority.
+    if (priority > it->second.priority) {
+      Lane(it->second.priority).erase(it->second.seq);
+      queued_.erase(it);
+      EnqueueLocked(key, priority);
+    }
+    return;
+  }
+  if (processing_.count(key)) {
+    // A worker has it: queue it again at Done(), not now.
+    auto [held, inserted] = held_.try_emplace(key, priority);
+    if (!inserted) {
+      held->second = std::max(held->second, priority);
+      return;
+    }
+  } else {
+    EnqueueLocked(key, priority);
+  }
+  if (adds_) adds_->Increment();
+  added_at_.emplace(key, clock_.Now());
+}
+
+void WorkQueue::Add(const std::string& key) { Add(key, Priority::kHigh); }
+
+void WorkQueue::Add(const std::string& key, Priority priority) {
   std::lock_guard lock(mu_);
-  AddLocked(key);
+  AddLocked(key, priority);
 }
 
 void WorkQueue::AddAfter(const std::string& key, std::chrono::milliseconds delay) {
   std::lock_guard lock(mu_);
   if (shutting_down_) return;
   if (delay.count() <= 0) {
-    AddLocked(key);
+    AddLocked(key, Priority::kLow);
     return;
   }
   const auto due = clock_.Now() + delay;
@@ -101,16 +124,18 @@ void WorkQueue::PromoteDueLocked() {
     std::string key = waiting_.begin()->second;
     waiting_.erase(waiting_.begin());
     waiting_by_key_.erase(key);
-    AddLocked(key);
+    AddLocked(key, Priority::kLow);
   }
 }
 
 std::optional<std::string> WorkQueue::PopLocked() {
-  if (shutting_down_ || queue_.empty()) return std::nullopt;
-  std::string key = std::move(queue_.front());
-  queue_.pop_front();
-  if (depth_) depth_->Set(static_cast<double>(queue_.size()));
-  dirty_.erase(key);
+  if (shutting_down_ || queued_.empty()) return std::nullopt;
+  auto& lane = Lane(Priority::kHigh).empty() ? Lane(Priority::kLow) : Lane(Priority::kHigh);
+  auto first = lane.begin();
+  std::string key = std::move(first->second);
+  lane.erase(first);
+  queued_.erase(key);
+  if (depth_) depth_->Set(static_cast<double>(queued_.size()));
   processing_.insert(key);
   const auto now = clock_.Now();
   if (auto it = added_at_.find(key); it != added_at_.end()) {
@@ -126,7 +151,7 @@ std::optional<std::string> WorkQueue::Get() {
   while (true) {
     if (shutting_down_) return std::nullopt;
     PromoteDueLocked();
-    if (!queue_.empty()) return PopLocked();
+    if (!queued_.empty()) return PopLocked();
     auto wait = options_.poll;
     if (!waiting_.empty()) {
       const auto until = waiting_.begin()->first - clock_.Now();
@@ -150,10 +175,10 @@ void WorkQueue::Done(const std::string& key) {
     if (work_duration_) work_duration_->Observe(Seconds(clock_.Now() - it->second));
     processing_since_.erase(it);
   }
-  if (dirty_.count(key) && !shutting_down_) {
-    queue_.push_back(key);
-    if (depth_) depth_->Set(static_cast<double>(queue_.size()));
-    cv_.notify_one();
+  if (auto held = held_.find(key); held != held_.end()) {
+    const Priority priority = held->second;
+    held_.erase(held);
+    if (!shutting_down_) EnqueueLocked(key, priority);
   }
   if (processing_.empty()) cv_.notify_all();  // WaitForIdle
 }
@@ -184,7 +209,7 @@ bool WorkQueue::shutting_down() const {
 size_t WorkQueue::Len() {
   std::lock_guard lock(mu_);
   PromoteDueLocked();
-  return queue_.size();
+  return queued_.size();
 }
 
 size_t WorkQueue::NumWaiting() {

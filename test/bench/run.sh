@@ -96,6 +96,9 @@ if [[ " ${scenarios[*]} " == *" faults "* || " ${scenarios[*]} " == *" rollout "
   echo "bench: faults and rollout run in a world of their own; give them alone" >&2
   exit 2
 fi
+# Absolute: the builder Jobs run in directories of their own.
+[ -d "$build" ] || { echo "bench: no build directory $build" >&2; exit 2; }
+build=$(cd "$build" && pwd)
 run_jobs=0
 vm_image=""
 if [ "${scenarios[0]}" = rollout ]; then

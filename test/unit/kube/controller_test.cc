@@ -206,6 +206,124 @@ TEST_F(ControllerTest, WorkersStopOnShutdownAndFinishInFlight) {
   EXPECT_EQ(c.in_flight(), 0);
 }
 
+// Scripted list and watch rounds for an informer the controller watches.
+class ScriptedListerWatcher : public ListerWatcher {
+ public:
+  std::deque<ObjectList> lists;
+  std::deque<std::vector<WatchEvent>> watches;
+
+  Result<ObjectList> List(const ListOptions&) override {
+    if (lists.empty()) return InternalError("no scripted list");
+    ObjectList l = std::move(lists.front());
+    lists.pop_front();
+    return l;
+  }
+  Status Watch(const ListOptions&, const std::function<bool(const WatchEvent&)>& on_event,
+               std::shared_ptr<http::CancelToken>) override {
+    if (watches.empty()) return GoneError("no scripted watch: relist");
+    auto events = std::move(watches.front());
+    watches.pop_front();
+    for (const auto& e : events) on_event(e);
+    return OkStatus();
+  }
+};
+
+Object Vm(const std::string& name, const std::string& rv) {
+  return {{"metadata", {{"name", name}, {"namespace", "n"}, {"resourceVersion", rv}}}};
+}
+
+class ControllerWatchTest : public ControllerTest {
+ protected:
+  ControllerWatchTest() {
+    InformerOptions o;
+    o.clock = &clock_;
+    o.resync_period = std::chrono::minutes(10);
+    informer_ = std::make_unique<Informer>(
+        lw_, ResourceType{"nixmox.io", "v1alpha1", "proxmoxvms", true, "ProxmoxVM"}, std::move(o));
+  }
+  // One list (when the informer needs one) and one watch, delivered in order.
+  void Round() { (void)informer_->reflector().ListAndWatch(nullptr); }
+  // Reconciles every ready key; returns the keys in the order the workers got them.
+  std::vector<std::string> RunReady() {
+    reconciler_.seen.clear();
+    while (controller_->queue().Len() > 0) controller_->ProcessNext();
+    return reconciler_.seen;
+  }
+
+  ScriptedListerWatcher lw_;
+  std::unique_ptr<Informer> informer_;
+};
+
+TEST_F(ControllerWatchTest, NewObjectIsReconciledBeforeTheInitialList) {
+  controller_->Watch(*informer_);
+  lw_.lists.push_back({{Vm("a", "1"), Vm("b", "2")}, "10", ""});
+  lw_.watches.push_back({{WatchEvent::Type::kAdded, Vm("c", "11")}});
+  Round();
+  controller_->queue().Add("n/urgent");  // a caller's nudge is high too
+  EXPECT_EQ(RunReady(), (std::vector<std::string>{"n/c", "n/urgent", "n/a", "n/b"}));
+}
+
+TEST_F(ControllerWatchTest, ChangedAndDeletedObjectsJumpTheInitialList) {
+  controller_->Watch(*informer_);
+  lw_.lists.push_back({{Vm("a", "1"), Vm("b", "2"), Vm("c", "3")}, "10", ""});
+  lw_.watches.push_back(
+      {{WatchEvent::Type::kModified, Vm("c", "11")}, {WatchEvent::Type::kDeleted, Vm("b", "12")}});
+  Round();
+  EXPECT_EQ(RunReady(), (std::vector<std::string>{"n/c", "n/b", "n/a"}));
+}
+
+TEST_F(ControllerWatchTest, ResyncIsLowPriority) {
+  controller_->Watch(*informer_);
+  lw_.lists.push_back({{Vm("a", "1"), Vm("b", "2")}, "10", ""});
+  lw_.watches.push_back({});
+  Round();
+  RunReady();
+  clock_.Advance(std::chrono::minutes(10));
+  informer_->ResyncIfDue();  // a and b again, unchanged
+  controller_->queue().Add("n/new");
+  EXPECT_EQ(RunReady(), (std::vector<std::string>{"n/new", "n/a", "n/b"}));
+}
+
+TEST_F(ControllerWatchTest, RequeueAfterWaitsBehindAChange) {
+  controller_->Watch(*informer_);
+  lw_.lists.push_back({{Vm("a", "1")}, "10", ""});
+  lw_.watches.push_back({});
+  Round();
+  reconciler_.script = {ScriptedReconciler::Outcome::kRequeueAfter};  // a: look again in 30 s
+  RunReady();
+  clock_.Advance(seconds(30));
+  lw_.watches.push_back({{WatchEvent::Type::kAdded, Vm("b", "11")}});
+  Round();
+  EXPECT_EQ(RunReady(), (std::vector<std::string>{"n/b", "n/a"}));
+}
+
+TEST_F(ControllerWatchTest, RelistFindingNewObjectsIsHighPriority) {
+  controller_->Watch(*informer_);
+  lw_.lists.push_back({{Vm("a", "1"), Vm("b", "2")}, "10", ""});
+  // No watch scripted: the watch ends with 410 Gone and the next round relists.
+  Round();
+  RunReady();
+  clock_.Advance(std::chrono::minutes(10));
+  informer_->ResyncIfDue();  // a and b queued low
+  // While the watch was down: b changed and c was created; a is as it was.
+  lw_.lists.push_back({{Vm("a", "1"), Vm("b", "20"), Vm("c", "21")}, "30", ""});
+  lw_.watches.push_back({});
+  Round();
+  EXPECT_EQ(RunReady(), (std::vector<std::string>{"n/c", "n/b", "n/a"}));
+}
+
+TEST_F(ControllerWatchTest, LateWatchSeesCachedObjectsAsInitialList) {
+  lw_.lists.push_back({{Vm("a", "1"), Vm("b", "2")}, "10", ""});
+  lw_.watches.push_back({});
+  Round();
+  ASSERT_TRUE(informer_->HasSynced());
+  controller_->WatchMapped(*informer_, [](const Object& vm) {
+    return std::vector<std::string>{"images/" + NameOf(vm)};
+  });
+  controller_->queue().Add("images/new");
+  EXPECT_EQ(RunReady(), (std::vector<std::string>{"images/new", "images/a", "images/b"}));
+}
+
 TEST(IsTerminalTest, OnlyInvalidIsTerminal) {
   EXPECT_TRUE(IsTerminal(InvalidError("bad spec")));
   EXPECT_FALSE(IsTerminal(ConflictError("stale")));

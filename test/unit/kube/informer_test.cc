@@ -159,6 +159,41 @@ TEST_F(InformerTest, ListFollowsPagesBeforeReplacing) {
   EXPECT_EQ(informer_->store().size(), 2u);
 }
 
+TEST_F(InformerTest, ListFailingMidwayLeavesNoPagesBehind) {
+  lw_.lists.push_back(ListOf({Vm("n", "a", "1")}, "10", "page2"));
+  lw_.lists.push_back(RetryableError("connection reset"));
+  lw_.lists.push_back(ListOf({Vm("n", "b", "2")}, "20"));
+  lw_.watches.push_back({{}, OkStatus()});
+  EXPECT_EQ(Round().code(), Code::kRetryable);
+  EXPECT_FALSE(informer_->HasSynced());
+  EXPECT_EQ(informer_->store().size(), 0u);
+  EXPECT_TRUE(Round().ok());
+  EXPECT_EQ(informer_->store().Keys(), (std::vector<std::string>{"n/b"}));
+  EXPECT_EQ(log_, (std::vector<std::string>{"add n/b"}));
+  EXPECT_EQ(lw_.watch_calls.back().resource_version, "20");
+}
+
+TEST_F(InformerTest, HandlersGetTheObjectsExactlyAsListedAndWatched) {
+  Object a = Vm("n", "a", "1", "img1");
+  a["status"] = {{"vmid", 100}, {"ratio", 0.25}, {"conditions", {{{"type", "Ready"}}}}};
+  Object a2 = a;
+  a2["metadata"]["resourceVersion"] = "11";
+  a2["status"]["vmid"] = -1;
+  std::vector<Object> seen;
+  EventHandlers h;
+  h.on_add = [&](const Object& o) { seen.push_back(o); };
+  h.on_update = [&](const Object& old, const Object& cur) {
+    seen.push_back(old);
+    seen.push_back(cur);
+  };
+  informer_->AddHandlers(h);
+  lw_.lists.push_back(ListOf({a}, "10"));
+  lw_.watches.push_back({{Ev(WatchEvent::Type::kModified, a2)}, OkStatus()});
+  EXPECT_TRUE(Round().ok());
+  EXPECT_EQ(seen, (std::vector<Object>{a, a, a2}));
+  EXPECT_EQ(*informer_->store().Get("n/a"), a2);
+}
+
 TEST_F(InformerTest, FailedListLeavesCacheUnsynced) {
   lw_.lists.push_back(ForbiddenError("cannot list proxmoxvms"));
   EXPECT_EQ(Round().code(), Code::kForbidden);
@@ -185,17 +220,23 @@ TEST_F(InformerTest, IndexesFollowUpdatesAndDeletes) {
   auto img1 = informer_->store().ByIndex("image", "img1");
   ASSERT_TRUE(img1.ok());
   ASSERT_EQ(img1->size(), 1u);
-  EXPECT_EQ(NameOf(*(*img1)[0]), "a");
+  EXPECT_EQ((*img1)[0]->key(), "n/a");
   auto img2 = informer_->store().ByIndex("image", "img2");
   ASSERT_EQ(img2->size(), 1u);
-  EXPECT_EQ(NameOf(*(*img2)[0]), "b");
+  EXPECT_EQ(NameOf((*img2)[0]->Unpack()), "b");
   EXPECT_EQ(informer_->store().ByIndex("nope", "x").status().code(), Code::kNotFound);
 
   CacheReader reader;
   reader.Register(*informer_);
   auto by_index = reader.ByIndex(kVms, "image", "img2");
   ASSERT_TRUE(by_index.ok());
-  EXPECT_EQ(by_index->size(), 1u);
+  ASSERT_EQ(by_index->size(), 1u);
+  EXPECT_EQ((*by_index)[0], Vm("n", "b", "11", "img2"));
+  EXPECT_EQ(*reader.KeysByIndex(kVms, "image", "img1"), (std::vector<std::string>{"n/a"}));
+  using Entries = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(*reader.IndexEntries(kVms, "image", "img"), (Entries{{"img1", "n/a"}, {"img2", "n/b"}}));
+  EXPECT_EQ(reader.KeysByIndex(kVms, "nope", "x").status().code(), Code::kNotFound);
+  EXPECT_EQ(reader.KeysByIndex(resources::Pods(), "image", "x").status().code(), Code::kInternal);
 }
 
 TEST_F(InformerTest, ResyncCallsUpdateForEveryObjectWhenDue) {
@@ -220,6 +261,36 @@ TEST_F(InformerTest, LateHandlerSeesExistingObjectsAsAdds) {
   std::vector<std::string> late;
   informer_->AddHandlers({[&](const Object& o) { late.push_back(KeyOf(o)); }, nullptr, nullptr});
   EXPECT_EQ(late, (std::vector<std::string>{"n/a"}));
+}
+
+TEST_F(InformerTest, InitialListGoesToOnInitialAddWhenSet) {
+  std::vector<std::string> initial, added;
+  EventHandlers h;
+  h.on_add = [&](const Object& o) { added.push_back(KeyOf(o)); };
+  h.on_initial_add = [&](const Object& o) { initial.push_back(KeyOf(o)); };
+  informer_->AddHandlers(h);
+  lw_.lists.push_back(ListOf({Vm("n", "a", "1"), Vm("n", "b", "2")}, "10"));
+  lw_.watches.push_back(
+      {{Ev(WatchEvent::Type::kAdded, Vm("n", "c", "11"))}, GoneError("too old resource version")});
+  // The relist finds d, created while the watch was down: a creation, not the initial list.
+  lw_.lists.push_back(
+      ListOf({Vm("n", "a", "1"), Vm("n", "b", "2"), Vm("n", "c", "11"), Vm("n", "d", "12")}, "20"));
+  lw_.watches.push_back({{}, OkStatus()});
+  EXPECT_EQ(Round().code(), Code::kGone);
+  EXPECT_TRUE(Round().ok());
+  EXPECT_EQ(initial, (std::vector<std::string>{"n/a", "n/b"}));
+  EXPECT_EQ(added, (std::vector<std::string>{"n/c", "n/d"}));
+  // A handler without on_initial_add still sees the initial list as adds.
+  EXPECT_EQ(log_, (std::vector<std::string>{"add n/a", "add n/b", "add n/c", "add n/d"}));
+
+  // A handler added late gets the cached objects as the initial list.
+  std::vector<std::string> late_initial, late_added;
+  EventHandlers late;
+  late.on_add = [&](const Object& o) { late_added.push_back(KeyOf(o)); };
+  late.on_initial_add = [&](const Object& o) { late_initial.push_back(KeyOf(o)); };
+  informer_->AddHandlers(late);
+  EXPECT_EQ(late_initial, (std::vector<std::string>{"n/a", "n/b", "n/c", "n/d"}));
+  EXPECT_TRUE(late_added.empty());
 }
 
 TEST_F(InformerTest, CacheReaderGetsAndListsWithSelectors) {

@@ -214,5 +214,103 @@ TEST_F(WorkQueueTest, MetricsExistAtZeroAndTrackDepthAndLatency) {
   EXPECT_NE(text.find("nixmox_workqueue_depth{name=\"test\"} 1"), std::string::npos);
 }
 
+// Hands out every ready key, Done-ing each at once.
+std::vector<std::string> Drain(WorkQueue& q) {
+  std::vector<std::string> keys;
+  while (auto key = q.TryGet()) {
+    keys.push_back(*key);
+    q.Done(*key);
+  }
+  return keys;
+}
+
+TEST_F(WorkQueueTest, HighPriorityIsHandedOutBeforeLowAndEachLaneIsFifo) {
+  WorkQueue q = MakeQueue();
+  q.AddAfter("requeue-1", seconds(30));  // periodic re-checks come due: low
+  q.AddAfter("requeue-2", seconds(30));
+  q.AddRateLimited("retry");  // 100 ms: low
+  q.Add("resync", Priority::kLow);
+  clock_.Advance(seconds(30));
+  q.Add("new-1");  // a change: high by default
+  q.Add("new-2", Priority::kHigh);
+  EXPECT_EQ(q.Len(), 6u);
+  // Low keys in the order they became ready: the retry was due first.
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"new-1", "new-2", "resync", "retry", "requeue-1",
+                                                "requeue-2"}));
+}
+
+TEST_F(WorkQueueTest, QueuedLowKeyAddedHighMovesUp) {
+  WorkQueue q = MakeQueue();
+  q.Add("a", Priority::kLow);
+  q.Add("b", Priority::kLow);
+  q.Add("c");
+  q.Add("b");  // b changed while waiting for its re-check
+  EXPECT_EQ(q.Len(), 3u);
+  // b joins the high lane behind the earlier change c.
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"c", "b", "a"}));
+}
+
+TEST_F(WorkQueueTest, DeduplicatesAcrossLanesAtTheHigherPriority) {
+  WorkQueue q = MakeQueue();
+  q.Add("low", Priority::kLow);
+  q.Add("a");
+  q.Add("a", Priority::kLow);  // a resync of a key already queued high: stays high
+  q.AddAfter("a", milliseconds(10));
+  clock_.Advance(milliseconds(10));  // the delayed add finds it queued
+  EXPECT_EQ(q.Len(), 2u);
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"a", "low"}));
+  EXPECT_NE(SerializeMetrics(registry_).find("nixmox_workqueue_adds_total{name=\"test\"} 2"),
+            std::string::npos);
+}
+
+TEST_F(WorkQueueTest, KeyReaddedHighWhileProcessingComesBackHigh) {
+  WorkQueue q = MakeQueue();
+  q.Add("a", Priority::kLow);
+  ASSERT_EQ(q.TryGet(), "a");
+  q.Add("a");                  // changed while a worker has it
+  q.Add("a", Priority::kLow);  // and a resync: the higher priority wins
+  q.Add("b", Priority::kLow);
+  EXPECT_EQ(q.TryGet(), "b");  // not a: a worker still has it
+  q.Add("c", Priority::kLow);
+  q.Done("a");
+  q.Done("b");
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"a", "c"}));
+}
+
+TEST_F(WorkQueueTest, KeyReaddedLowWhileProcessingComesBackLow) {
+  WorkQueue q = MakeQueue();
+  q.Add("a");
+  ASSERT_EQ(q.TryGet(), "a");
+  q.Add("a", Priority::kLow);
+  q.Add("b", Priority::kLow);
+  q.Done("a");  // a goes to the back of the low lane, behind b
+  q.Add("c");
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"c", "b", "a"}));
+}
+
+TEST_F(WorkQueueTest, DepthCountsBothLanesAcrossPromotion) {
+  WorkQueue q = MakeQueue();
+  q.Add("a", Priority::kLow);
+  q.Add("b", Priority::kLow);
+  q.Add("a");
+  EXPECT_NE(SerializeMetrics(registry_).find("nixmox_workqueue_depth{name=\"test\"} 2"),
+            std::string::npos);
+  ASSERT_EQ(q.TryGet(), "a");
+  EXPECT_NE(SerializeMetrics(registry_).find("nixmox_workqueue_depth{name=\"test\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(WorkQueueTest, ShutDownDropsKeysOfBothLanes) {
+  WorkQueue q = MakeQueue();
+  q.Add("a", Priority::kLow);
+  q.Add("b");
+  ASSERT_EQ(q.TryGet(), "b");
+  q.Add("b");  // held for Done
+  q.ShutDown();
+  q.Done("b");
+  EXPECT_EQ(q.TryGet(), std::nullopt);
+  EXPECT_EQ(q.Get(), std::nullopt);
+}
+
 }  // namespace
 }  // namespace nixmox::kube
