@@ -84,6 +84,7 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   AddIndexOrDie(vms, kIndexClusterVmid, ClusterVmidIndex());
   AddIndexOrDie(vms, kIndexImage, ImageIndex());
   AddIndexOrDie(vms, kIndexCluster, ClusterIndex());
+  AddIndexOrDie(vms, kIndexRolloutBusy, RolloutBusyIndex());
   AddIndexOrDie(images, kIndexCluster, ClusterIndex());
   // Builder Jobs and their Pods only: the operator has no business caching others.
   kube::InformerOptions builder_options = informer_options;
@@ -96,8 +97,8 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
 
   cluster_ = std::make_unique<ClusterReconciler>(reader, manager.writer(), events, registry_,
                                                  std::move(config.cluster));
-  config.vm.image_users = [&cache](const std::string& image_key) {
-    return cache.ByIndex(ProxmoxVms(), kIndexImage, image_key);
+  config.vm.rollout_busy = [&cache](const std::string& busy_value) {
+    return cache.KeysByIndex(ProxmoxVms(), kIndexRolloutBusy, busy_value);
   };
   config.vm.vmid_holders = [&cache](const std::string& cluster_vmid) {
     return cache.KeysByIndex(ProxmoxVms(), kIndexClusterVmid, cluster_vmid);

@@ -25,10 +25,16 @@ inline constexpr char kIndexUidTag[] = "nixmox.io/uid-tag";        // UidTag(met
 inline constexpr char kIndexClusterVmid[] = "nixmox.io/cluster-vmid";  // "ns/cluster/vmid"
 inline constexpr char kIndexImage[] = "nixmox.io/image";          // "ns/imageRef.name"
 inline constexpr char kIndexCluster[] = "nixmox.io/cluster";      // "ns/clusterRef.name"
+// ProxmoxVMs unavailable to a rollout of their NixImage: re-creating
+// (RolloutBusyValue(image, "")) or not Ready on a store path
+// (RolloutBusyValue(image, path)).
+inline constexpr char kIndexRolloutBusy[] = "nixmox.io/rollout-busy";
 kube::IndexFunc UidTagIndex();
 kube::IndexFunc ClusterVmidIndex();
 kube::IndexFunc ImageIndex();
 kube::IndexFunc ClusterIndex();
+kube::IndexFunc RolloutBusyIndex();
+std::string RolloutBusyValue(const std::string& image_key, const std::string& store_path);
 
 struct VmControllerOptions {
   Clock* clock = nullptr;   // RealClock() when null
@@ -44,12 +50,14 @@ struct VmControllerOptions {
   std::chrono::milliseconds agent_retry{std::chrono::seconds(5)};
   // How soon a running Proxmox task is looked at again.
   std::chrono::milliseconds task_poll{std::chrono::seconds(2)};
-  // The ProxmoxVMs whose imageRef names the NixImage "ns/name" (the
-  // informer's kIndexImage in production); null: a List of the namespace,
-  // filtered. A rollout counts them against the image's maxUnavailable.
-  std::function<Result<std::vector<kube::Object>>(const std::string& image_key)> image_users;
-  // How soon a VM waiting for a rollout slot looks again.
-  std::chrono::milliseconds rollout_poll{std::chrono::seconds(5)};
+  // The keys of the ProxmoxVMs under a kIndexRolloutBusy value (the
+  // informer's index in production; no object is decoded); null: a List of
+  // the namespace, decoded and filtered. A rollout counts them against the
+  // image's maxUnavailable.
+  std::function<Result<std::vector<std::string>>(const std::string& busy_value)> rollout_busy;
+  // How soon a VM waiting for a rollout slot looks again when nothing woke
+  // it (a sibling Ready on the image wakes the first in line).
+  std::chrono::milliseconds rollout_poll{std::chrono::seconds(30)};
   // The keys of the ProxmoxVMs holding "ns/cluster/vmid" in status (the informer's
   // kIndexClusterVmid in production); null: a List of the namespace. Asked
   // while choosing a VMID, once per candidate.

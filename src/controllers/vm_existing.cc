@@ -189,26 +189,26 @@ Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p, std::vector<std::string
     rolling_[p.image.key].insert(p.key);
     return true;
   }
-  std::vector<kube::Object> siblings;
-  if (options_.image_users) {
-    ASSIGN_OR_RETURN(siblings, options_.image_users(p.image.key));
+  std::set<std::string> busy;
+  if (options_.rollout_busy) {
+    for (const std::string& path : {std::string(), p.image.store_path}) {
+      ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                       options_.rollout_busy(RolloutBusyValue(p.image.key, path)));
+      busy.insert(keys.begin(), keys.end());
+    }
   } else {
     ASSIGN_OR_RETURN(kube::ObjectList all,
                      reader_.List(ProxmoxVms(), kube::NamespaceOf(p.object), {}));
     const std::string image = p.vm.spec.image_ref->name;
-    for (kube::Object& vm : all.items) {
-      if (kube::StringAt(vm, {"spec", "imageRef", "name"}) == image) {
-        siblings.push_back(std::move(vm));
+    for (const kube::Object& obj : all.items) {
+      if (kube::StringAt(obj, {"spec", "imageRef", "name"}) != image) continue;
+      Result<api::ProxmoxVm> vm = api::ProxmoxVmFromJson(obj);
+      if (vm.ok() && UnavailableForRollout(vm->status, p.image.store_path)) {
+        busy.insert(kube::KeyOf(obj));
       }
     }
   }
-  std::set<std::string> busy;
-  for (const kube::Object& obj : siblings) {
-    const std::string key = kube::KeyOf(obj);
-    if (key == p.key) continue;
-    Result<api::ProxmoxVm> vm = api::ProxmoxVmFromJson(obj);
-    if (vm.ok() && UnavailableForRollout(vm->status, p.image.store_path)) busy.insert(key);
-  }
+  busy.erase(p.key);
   std::lock_guard lock(rollout_mu_);
   std::set<std::string>& rolling = rolling_[p.image.key];
   std::deque<std::string>& line = rollout_line_[p.image.key];

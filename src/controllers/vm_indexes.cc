@@ -3,6 +3,7 @@
 // runs on every cached object, decoding each would cost more than it says.
 #include <set>
 
+#include "src/api/reasons.h"
 #include "src/controllers/resources.h"
 #include "src/controllers/vm_controller.h"
 
@@ -46,6 +47,36 @@ kube::IndexFunc ImageIndex() {
 kube::IndexFunc ClusterIndex() {
   return [](const kube::Object& obj) {
     return Keyed(obj, kube::StringAt(obj, {"spec", "clusterRef", "name"}));
+  };
+}
+
+std::string RolloutBusyValue(const std::string& image_key, const std::string& store_path) {
+  return image_key + "|" + store_path;
+}
+
+kube::IndexFunc RolloutBusyIndex() {
+  return [](const kube::Object& obj) -> std::vector<std::string> {
+    const std::string image = kube::StringAt(obj, {"spec", "imageRef", "name"});
+    auto status = obj.find("status");
+    if (image.empty() || status == obj.end() || !status->is_object()) return {};
+    bool ready = false;
+    bool recreating = false;
+    auto conditions = status->find("conditions");
+    if (conditions != status->end() && conditions->is_array()) {
+      for (const kube::Object& c : *conditions) {
+        if (!c.is_object()) continue;
+        const bool is_true = c.value("status", "") == "True";
+        if (c.value("type", "") == "Ready") ready = is_true;
+        if (c.value("type", "") == "UpdateAvailable") {
+          recreating = is_true && c.value("reason", "") == api::reason::kRecreating;
+        }
+      }
+    }
+    const std::string image_key = kube::NamespaceOf(obj) + "/" + image;
+    if (recreating) return {RolloutBusyValue(image_key, "")};
+    const std::string path = status->value("imageStorePath", "");
+    if (!ready && !path.empty()) return {RolloutBusyValue(image_key, path)};
+    return {};
   };
 }
 

@@ -239,6 +239,10 @@ class VmControllerTest : public ::testing::Test {
   std::shared_ptr<ClusterRuntime> runtime_;
   std::unique_ptr<VmReconciler> reconciler_;
   Result<kube::ReconcileResult> last_ = kube::ReconcileResult{};
+
+  // Three VMs on NixImage web move to a new store path with maxUnavailable 1,
+  // never more than one between its stop and Ready.
+  void RollOutThree();
 };
 
 // ---------------------------------------------------------------------------
@@ -631,7 +635,50 @@ TEST_F(VmControllerTest, NewImageWithManualPolicyIsOnlyReported) {
   EXPECT_THAT(Config(vmid).tags(), Contains(ImageTag(kStorePath)));
 }
 
-TEST_F(VmControllerTest, RolloutReCreatesAtMostMaxUnavailableVmsAtATime) {
+TEST_F(VmControllerTest, RolloutReCreatesAtMostMaxUnavailableVmsAtATime) { RollOutThree(); }
+
+TEST_F(VmControllerTest, RolloutCountsBusySiblingsThroughTheIndex) {
+  // As in production: siblings come from kIndexRolloutBusy, never decoded.
+  int lookups = 0;
+  VmControllerOptions options;
+  options.clock = &world_.clock;
+  options.rollout_busy = [&](const std::string& value) -> Result<std::vector<std::string>> {
+    ++lookups;
+    std::vector<std::string> keys;
+    Result<kube::ObjectList> all = kube_.List(ProxmoxVms(), kNs, {});
+    if (!all.ok()) return all.status();
+    for (const kube::Object& obj : all->items) {
+      for (const std::string& v : RolloutBusyIndex()(obj)) {
+        if (v == value) keys.push_back(kube::KeyOf(obj));
+      }
+    }
+    return keys;
+  };
+  reconciler_ = std::make_unique<VmReconciler>(kube_, kube_, events_, registry_, options);
+  RollOutThree();
+  EXPECT_GT(lookups, 0);
+}
+
+TEST(RolloutBusyIndexTest, NamesReCreatingVmsAndThoseNotReadyOnAPath) {
+  auto vm = [](std::string ready, std::string update, std::string path) {
+    kube::Object obj = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}},
+                        {"spec", {{"imageRef", {{"name", "web"}}}}},
+                        {"status",
+                         {{"imageStorePath", path},
+                          {"conditions",
+                           {{{"type", "Ready"}, {"status", ready}},
+                            {{"type", "UpdateAvailable"}, {"status", "True"}, {"reason", update}}}}}}};
+    return obj;
+  };
+  EXPECT_THAT(RolloutBusyIndex()(vm("False", "Recreating", "/nix/store/a")),
+              ElementsAre(RolloutBusyValue("ns/web", "")));
+  EXPECT_THAT(RolloutBusyIndex()(vm("False", "UpToDate", "/nix/store/b")),
+              ElementsAre(RolloutBusyValue("ns/web", "/nix/store/b")));
+  EXPECT_THAT(RolloutBusyIndex()(vm("True", "RolloutWaiting", "/nix/store/a")), IsEmpty());
+  EXPECT_THAT(RolloutBusyIndex()(kube::Object{{"metadata", {{"name", "x"}}}}), IsEmpty());
+}
+
+void VmControllerTest::RollOutThree() {
   const std::vector<std::string> names = {"web-a", "web-b", "web-c"};
   for (const std::string& name : names) {
     Apply(NewVm(name));
