@@ -240,8 +240,10 @@ class VmControllerTest : public ::testing::Test {
   std::unique_ptr<VmReconciler> reconciler_;
   Result<kube::ReconcileResult> last_ = kube::ReconcileResult{};
 
-  // Three VMs on NixImage web move to a new store path with maxUnavailable 1,
-  // never more than one between its stop and Ready.
+  // Three VMs Ready on NixImage web, which then moves to kNewStorePath.
+  void ThreeVmsThenANewImage();
+  // ThreeVmsThenANewImage, then round robin passes until all three run the
+  // new image, never more than one (maxUnavailable 1) between stop and Ready.
   void RollOutThree();
 };
 
@@ -678,9 +680,8 @@ TEST(RolloutBusyIndexTest, NamesReCreatingVmsAndThoseNotReadyOnAPath) {
   EXPECT_THAT(RolloutBusyIndex()(kube::Object{{"metadata", {{"name", "x"}}}}), IsEmpty());
 }
 
-void VmControllerTest::RollOutThree() {
-  const std::vector<std::string> names = {"web-a", "web-b", "web-c"};
-  for (const std::string& name : names) {
+void VmControllerTest::ThreeVmsThenANewImage() {
+  for (const char* name : {"web-a", "web-b", "web-c"}) {
     Apply(NewVm(name));
     ASSERT_TRUE(ConvergeReady(name)) << name;
   }
@@ -689,6 +690,11 @@ void VmControllerTest::RollOutThree() {
   image["status"]["storePath"] = kNewStorePath;
   image["status"]["volumeID"] = "local:import/nixos-web2.qcow2";
   ASSERT_TRUE(kube_.UpdateStatus(NixImages(), image).ok());
+}
+
+void VmControllerTest::RollOutThree() {
+  const std::vector<std::string> names = {"web-a", "web-b", "web-c"};
+  ThreeVmsThenANewImage();
 
   // Round robin, as workers would take them; at no point may two VMs be
   // between their stop and Ready on the new image.
@@ -720,15 +726,7 @@ void VmControllerTest::RollOutThree() {
 }
 
 TEST_F(VmControllerTest, VmsWaitingForARolloutSlotStandInLine) {
-  for (const char* name : {"web-a", "web-b", "web-c"}) {
-    Apply(NewVm(name));
-    ASSERT_TRUE(ConvergeReady(name)) << name;
-  }
-  UploadImage("nixos-web2.qcow2");
-  kube::Object image = kube_.Get(NixImages(), kNs, "web").value();
-  image["status"]["storePath"] = kNewStorePath;
-  image["status"]["volumeID"] = "local:import/nixos-web2.qcow2";
-  ASSERT_TRUE(kube_.UpdateStatus(NixImages(), image).ok());
+  ThreeVmsThenANewImage();
   const std::string image_key = kNs + std::string("/web");
   EXPECT_EQ(reconciler_->TakeRolloutWaiter(image_key), "");
 
