@@ -181,7 +181,7 @@ static bool UnavailableForRollout(const api::ProxmoxVmStatus& status, const std:
   return status.image_store_path == store_path && !IsVmConditionTrue(status, condition::kReady);
 }
 
-Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p, std::vector<std::string>* waiting_on) {
+Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p) {
   // Admitted before a restart: its status says it is re-creating.
   if (const api::Condition* update = FindVmCondition(p.status, condition::kUpdateAvailable);
       update && update->status == ConditionStatus::kTrue && update->reason == reason::kRecreating) {
@@ -221,7 +221,6 @@ Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p, std::vector<std::string
     return true;
   }
   if (std::find(line.begin(), line.end(), p.key) == line.end()) line.push_back(p.key);
-  for (const std::string& key : busy) waiting_on->push_back(kube::SplitKey(key).second);
   return false;
 }
 
@@ -280,13 +279,14 @@ Step VmReconciler::Impl::RollOut(VmPass& p, FoundVm& vm) {
               news + " (observing only)");
     return std::nullopt;
   }
-  std::vector<std::string> waiting_on;
-  Result<bool> admitted = EnterRollout(p, &waiting_on);
+  Result<bool> admitted = EnterRollout(p);
   if (!admitted.ok()) return Fail(admitted.status());
   if (!*admitted) {
+    // No names here: they change with every sibling's step, and rewriting
+    // the status of every waiting VM each time would flood the API server.
     Condition(p, condition::kUpdateAvailable, ConditionStatus::kTrue, reason::kRolloutWaiting,
               news + "; waiting: maxUnavailable " + std::to_string(p.image.max_unavailable) +
-                  " reached (" + Join(waiting_on, ", ") + ")");
+                  " reached (VMs re-creating or not Ready on the new image)");
     return After(options_.rollout_poll);
   }
   // Recreate: stop, remember the MACs, destroy; the VM is then absent and

@@ -167,9 +167,9 @@ struct VmReconciler::Impl {
   Step ApplyConfig(VmPass& p, FoundVm& vm, const ConfigDiff& diff);
   Step RollOut(VmPass& p, FoundVm& vm);
   // Whether this VM may start re-creating for a new image now: fewer than
-  // the image's maxUnavailable VMs are between their stop and Ready.
-  // `waiting_on` names them when it may not.
-  Result<bool> EnterRollout(VmPass& p, std::vector<std::string>* waiting_on);
+  // the image's maxUnavailable VMs are between their stop and Ready; if not,
+  // it stands in line for the next slot.
+  Result<bool> EnterRollout(VmPass& p);
   void LeaveRollout(const std::string& vm_key);
   Step RememberMacs(VmPass& p, FoundVm& vm);
   Step ForgetMacs(VmPass& p);
