@@ -317,6 +317,9 @@ Step VmReconciler::Impl::FollowTask(VmPass& p) {
       KnowRunning(p, vmid, false);
     } else if (upid->type == "qmstart") {
       KnowRunning(p, vmid, true);
+    } else if (upid->type == "qmdestroy") {
+      p.memory->absent_vmid = vmid;
+      p.memory->absent_at = clock_.Now();
     }
     return std::nullopt;
   }

@@ -135,6 +135,12 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
   FoundVm vm;
   vm.vmid = vmid;
   vm.node = node_hint;
+  VmMemory& memory = *p.memory;
+  // Known gone (a destroy of ours finished) since the inventory was listed.
+  if (memory.absent_vmid == vmid && !memory.created_vmid &&
+      p.inventory->fetched_at <= memory.absent_at) {
+    return std::optional<FoundVm>();
+  }
   if (const proxmox::ClusterResource* entry = p.inventory->FindVm(vmid)) {
     vm.node = entry->node;
     vm.tags = entry->tags;
@@ -148,7 +154,6 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
     }
   }
   if (vm.node.empty()) return std::optional<FoundVm>();
-  VmMemory& memory = *p.memory;
   if (vm.fingerprint.empty() && !memory.created_vmid) {
     // Not in the inventory, and this process knows why (see VmMemory).
     if (memory.absent_vmid == vmid) return std::optional<FoundVm>();
@@ -163,7 +168,10 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
   Result<proxmox::VmConfig> config = p.runtime->client().GetVmConfig(vm.node, vmid);
   if (!config.ok()) {
     if (config.status().code() != Code::kNotFound) return config.status();
-    if (!memory.created_vmid) memory.absent_vmid = vmid;
+    if (!memory.created_vmid) {
+      memory.absent_vmid = vmid;
+      memory.absent_at = clock_.Now();
+    }
     return std::optional<FoundVm>();
   }
   vm.tags = config->tags();
@@ -291,6 +299,7 @@ Step VmReconciler::Impl::Allocate(VmPass& p) {
     // Free in the inventory, held by nobody: no VM has it (a VM someone else
     // creates there meanwhile makes the create fail, see VmidTakenOnCreate).
     p.memory->absent_vmid = vmid;
+    p.memory->absent_at = clock_.Now();
   }
   std::string node;
   if (Step s = ChooseNode(p, &node)) return s;

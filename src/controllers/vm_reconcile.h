@@ -62,6 +62,7 @@ struct VmMemory {
   // tags). Both are dropped by anything that could change them (a create, a
   // destroy, a NotFound).
   std::optional<int> absent_vmid;
+  Clock::SteadyTime absent_at{};  // an inventory listed before this still shows a destroyed VM
   std::optional<int> ours_vmid;
   std::vector<std::string> ours_tags;
   // The power state a task of ours or a read told, and when: it stands in

@@ -24,6 +24,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::Contains;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using testing::SimWorld;
@@ -723,6 +724,29 @@ void VmControllerTest::RollOutThree() {
   EXPECT_EQ(max_busy, 1);
   EXPECT_TRUE(waited) << "no VM ever waited for a slot";
   EXPECT_EQ(SimVms().size(), names.size());
+}
+
+TEST_F(VmControllerTest, ARecreatedVmIsCreatedAgainBeforeTheInventoryShowsItGone) {
+  Apply(NewVm("web"));
+  ASSERT_TRUE(ConvergeReady("web"));
+  UploadImage("nixos-web2.qcow2");
+  kube::Object image = kube_.Get(NixImages(), kNs, "web").value();
+  image["status"]["storePath"] = kNewStorePath;
+  image["status"]["volumeID"] = "local:import/nixos-web2.qcow2";
+  ASSERT_TRUE(kube_.UpdateStatus(NixImages(), image).ok());
+  // From here on the inventory is never listed again: it keeps showing the
+  // old VM, running. What the operator's own tasks said must carry it on.
+  std::vector<std::string> tasks;
+  for (int i = 0; i < 12 && tasks.size() < 3; ++i) {
+    ASSERT_TRUE(Pass("web").ok());
+    const std::optional<api::TaskRef>& task = Vm("web").status.last_task;
+    if (task && (tasks.empty() || tasks.back() != task->upid)) tasks.push_back(task->upid);
+    world_.Advance(seconds(2));
+  }
+  ASSERT_EQ(tasks.size(), 3u);
+  EXPECT_THAT(tasks[0], HasSubstr(":qmstop:"));
+  EXPECT_THAT(tasks[1], HasSubstr(":qmdestroy:"));
+  EXPECT_THAT(tasks[2], HasSubstr(":qmcreate:"));
 }
 
 TEST_F(VmControllerTest, VmsWaitingForARolloutSlotStandInLine) {
