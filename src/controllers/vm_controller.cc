@@ -319,7 +319,8 @@ Step VmReconciler::Impl::FollowTask(VmPass& p) {
       KnowRunning(p, vmid, true);
     } else if (upid->type == "qmdestroy") {
       p.memory->absent_vmid = vmid;
-      p.memory->absent_at = clock_.Now();
+      p.memory->changed_vmid = vmid;
+      p.memory->changed_at = clock_.Now();
     }
     return std::nullopt;
   }

@@ -136,12 +136,12 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
   vm.vmid = vmid;
   vm.node = node_hint;
   VmMemory& memory = *p.memory;
+  const bool outdated = memory.changed_vmid == vmid && p.inventory->fetched_at <= memory.changed_at;
   // Known gone (a destroy of ours finished) since the inventory was listed.
-  if (memory.absent_vmid == vmid && !memory.created_vmid &&
-      p.inventory->fetched_at <= memory.absent_at) {
+  if (outdated && memory.absent_vmid == vmid && !memory.created_vmid) {
     return std::optional<FoundVm>();
   }
-  if (const proxmox::ClusterResource* entry = p.inventory->FindVm(vmid)) {
+  if (const proxmox::ClusterResource* entry = outdated ? nullptr : p.inventory->FindVm(vmid)) {
     vm.node = entry->node;
     vm.tags = entry->tags;
     vm.lock = entry->lock;
@@ -168,10 +168,7 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
   Result<proxmox::VmConfig> config = p.runtime->client().GetVmConfig(vm.node, vmid);
   if (!config.ok()) {
     if (config.status().code() != Code::kNotFound) return config.status();
-    if (!memory.created_vmid) {
-      memory.absent_vmid = vmid;
-      memory.absent_at = clock_.Now();
-    }
+    if (!memory.created_vmid) memory.absent_vmid = vmid;
     return std::optional<FoundVm>();
   }
   vm.tags = config->tags();
@@ -299,7 +296,6 @@ Step VmReconciler::Impl::Allocate(VmPass& p) {
     // Free in the inventory, held by nobody: no VM has it (a VM someone else
     // creates there meanwhile makes the create fail, see VmidTakenOnCreate).
     p.memory->absent_vmid = vmid;
-    p.memory->absent_at = clock_.Now();
   }
   std::string node;
   if (Step s = ChooseNode(p, &node)) return s;
@@ -412,6 +408,8 @@ Step VmReconciler::Impl::Create(VmPass& p) {
   }
   p.memory->created_vmid = vmid;
   p.memory->created_node = node;
+  p.memory->changed_vmid = vmid;
+  p.memory->changed_at = clock_.Now();
   const std::string what = "create " + name + " on " + node;
   Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kCreating, what);
   Event(p, kube::kEventNormal, reason::kCreating,

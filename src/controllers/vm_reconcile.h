@@ -62,7 +62,11 @@ struct VmMemory {
   // tags). Both are dropped by anything that could change them (a create, a
   // destroy, a NotFound).
   std::optional<int> absent_vmid;
-  Clock::SteadyTime absent_at{};  // an inventory listed before this still shows a destroyed VM
+  // When a create or destroy of ours last changed whether VM `changed_vmid`
+  // exists: an inventory listed before then shows it as it was, so its
+  // entry for that VMID is not believed.
+  int changed_vmid = 0;
+  Clock::SteadyTime changed_at{};
   std::optional<int> ours_vmid;
   std::vector<std::string> ours_tags;
   // The power state a task of ours or a read told, and when: it stands in

@@ -735,18 +735,22 @@ TEST_F(VmControllerTest, ARecreatedVmIsCreatedAgainBeforeTheInventoryShowsItGone
   image["status"]["volumeID"] = "local:import/nixos-web2.qcow2";
   ASSERT_TRUE(kube_.UpdateStatus(NixImages(), image).ok());
   // From here on the inventory is never listed again: it keeps showing the
-  // old VM, running. What the operator's own tasks said must carry it on.
+  // old VM, running, with the old image's tag. What the operator's own
+  // tasks said must carry it on, and the new VM must not be taken for the
+  // old one (and destroyed again).
   std::vector<std::string> tasks;
-  for (int i = 0; i < 12 && tasks.size() < 3; ++i) {
+  for (int i = 0; i < 20 && tasks.size() < 5; ++i) {
     ASSERT_TRUE(Pass("web").ok());
     const std::optional<api::TaskRef>& task = Vm("web").status.last_task;
     if (task && (tasks.empty() || tasks.back() != task->upid)) tasks.push_back(task->upid);
     world_.Advance(seconds(2));
   }
-  ASSERT_EQ(tasks.size(), 3u);
+  ASSERT_EQ(tasks.size(), 4u);
   EXPECT_THAT(tasks[0], HasSubstr(":qmstop:"));
   EXPECT_THAT(tasks[1], HasSubstr(":qmdestroy:"));
   EXPECT_THAT(tasks[2], HasSubstr(":qmcreate:"));
+  EXPECT_THAT(tasks[3], HasSubstr(":qmstart:"));
+  EXPECT_EQ(Vm("web").status.image_store_path, kNewStorePath);
 }
 
 TEST_F(VmControllerTest, VmsWaitingForARolloutSlotStandInLine) {
