@@ -163,6 +163,11 @@ Step VmReconciler::Impl::ReconcileLiving(VmPass& p) {
 Result<kube::ReconcileResult> VmReconciler::Impl::Finish(VmPass& p, Step step) {
   Result<ReconcileResult> outcome = step ? std::move(*step) : ReconcileResult{};
   if (!p.write_status) return outcome;
+  if (Status written = WriteStatus(p); !written.ok()) return *WriteFailed(written);
+  return outcome;
+}
+
+Status VmReconciler::Impl::WriteStatus(VmPass& p) {
   if (p.blocked) {
     Condition(p, condition::kReady, ConditionStatus::kFalse, p.blocked->first, p.blocked->second);
   } else {
@@ -171,13 +176,14 @@ Result<kube::ReconcileResult> VmReconciler::Impl::Finish(VmPass& p, Step step) {
   }
   p.status.observed_generation = p.generation();
   RecordVmPhase(p.key, p.status.phase);
-  if (p.status == p.read_status) return outcome;
+  if (p.status == p.read_status) return OkStatus();
   kube::Object next = p.object;
   next["status"] = api::ToJson(p.status);
   Result<kube::Object> written = writer_.UpdateStatus(ProxmoxVms(), next);
-  if (!written.ok()) return *WriteFailed(written.status());
+  if (!written.ok()) return written.status();
   Wrote(p, std::move(written).value());
-  return outcome;
+  p.read_status = p.status;
+  return OkStatus();
 }
 
 void VmReconciler::Impl::Wrote(VmPass& p, kube::Object written) {

@@ -306,7 +306,13 @@ Step VmReconciler::Impl::Allocate(VmPass& p) {
   p.status.phase = api::VmPhase::kProvisioning;
   Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kCreating,
             "VM " + std::to_string(vmid) + " goes to " + node);
-  return After(kAfterWrite);
+  // Written now and the create follows in this pass: once the write is
+  // acknowledged the VMID is not lost, and waiting for the write's watch
+  // event would put a round trip in front of every new VM's create.
+  if (Status written = WriteStatus(p); !written.ok()) return WriteFailed(written);
+  // A VMID the spec names may be someone else's: the find step looks first.
+  if (p.inventory->FindVm(vmid) != nullptr) return After(kAfterWrite);
+  return Create(p);
 }
 
 Result<std::set<int>> VmReconciler::Impl::HeldVmids(VmPass& p) {

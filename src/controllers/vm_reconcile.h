@@ -152,6 +152,8 @@ struct VmReconciler::Impl {
   Step WaitForImage(VmPass& p);
   Step FollowTask(VmPass& p);
   Result<kube::ReconcileResult> Finish(VmPass& p, Step step);
+  // Writes status (Ready derived, observedGeneration) when it changed.
+  Status WriteStatus(VmPass& p);
 
   // vm_provision.cc: finding the VM, or making it.
   Step FindVm(VmPass& p, std::optional<FoundVm>* found);
