@@ -8,8 +8,11 @@
 //   written (cpprest reports upload progress only after the head is out);
 // - request bodies made of memory and file parts, read from disk in chunks and
 //   never rewindable, so cpprest can never replay a mutation on its own;
-// - line-by-line streaming that a CancelToken can end at any moment.
+// - line-by-line streaming that a CancelToken can end at any moment;
+// - mutations on kept-alive connections only when the server cannot have
+//   dropped them (see ClientFor).
 #include <openssl/err.h>
+#include <poll.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -41,6 +44,25 @@ using web::http::http_response;
 // watch may legitimately stay silent for a long time.
 constexpr std::chrono::hours kCpprestInactivityTimeout{24};
 constexpr size_t kChunkSize = 64 * 1024;
+
+// Thrown from cpprest's per-request socket hook when the kept-alive connection
+// picked for a mutation turns out closed by the server; nothing has been sent.
+class ClosedWhileIdle : public std::runtime_error {
+ public:
+  ClosedWhileIdle() : std::runtime_error("the server had closed the idle connection") {}
+};
+
+// An HTTP/1.1 server sends nothing on an idle connection unasked: if its
+// socket is readable (a TLS close_notify, a FIN) or hung up, the server has
+// closed it. A connection not yet opened is new, and fine.
+void RefuseClosedConnection(cr::native_handle handle, bool tls) {
+  using Socket = boost::asio::ip::tcp::socket;
+  Socket& socket = tls ? static_cast<boost::asio::ssl::stream<Socket&>*>(handle)->next_layer()
+                       : *static_cast<Socket*>(handle);
+  if (!socket.is_open()) return;
+  pollfd p{socket.native_handle(), POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) != 0) throw ClosedWhileIdle();  // an error too: a new one is safe
+}
 
 bool IsIdempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS";
@@ -290,6 +312,7 @@ struct Exchange {
 struct Failure {
   Status status;
   bool retry_safe = false;  // the failure happened before anything reached the server
+  bool closed_while_idle = false;  // ClosedWhileIdle: retry on a new connection
 };
 
 }  // namespace
@@ -300,25 +323,29 @@ class CppRestClient final : public Client {
       : options_(std::move(options)),
         base_(std::move(base)),
         config_(std::move(config)),
+        mutation_config_(MutationConfig(config_, base_.scheme() == "https")),
         client_(std::make_shared<cr::http_client>(base_, config_)) {}
 
   Result<Response> Send(const Request& request) override {
-    bool retry_safe = false;
-    auto result = Attempt(request, nullptr, &retry_safe);
-    // A pooled connection the server closed while idle fails before a byte of
-    // response arrives. cpprest already retries the common case (EOF on a reused
-    // connection) for bodies it may rewind; this covers the remaining ones
-    // (e.g. EPIPE while writing the head) for methods safe to repeat.
-    if (!result.ok() && retry_safe && IsIdempotent(request.method)) {
-      result = Attempt(request, nullptr, &retry_safe);
+    Failure failure;
+    auto result = Attempt(request, nullptr, &failure);
+    if (!result.ok() && failure.closed_while_idle) {
+      // Nothing was sent: the same mutation goes out on a new connection.
+      result = Attempt(request, nullptr, &failure);
+    } else if (!result.ok() && failure.retry_safe && IsIdempotent(request.method)) {
+      // A pooled connection the server closed while idle fails before a byte of
+      // response arrives. cpprest already retries the common case (EOF on a
+      // reused connection) for bodies it may rewind; this covers the remaining
+      // ones (e.g. EPIPE while writing the head) for methods safe to repeat.
+      result = Attempt(request, nullptr, &failure);
     }
     return result;
   }
 
   Result<Response> Stream(const Request& request,
                           const std::function<bool(std::string_view line)>& on_line) override {
-    bool retry_safe = false;
-    return Attempt(request, &on_line, &retry_safe);
+    Failure failure;
+    return Attempt(request, &on_line, &failure);
   }
 
  private:
@@ -389,6 +416,8 @@ class CppRestClient final : public Client {
     std::string detail = "transport error";
     try {
       if (ex.error) std::rethrow_exception(ex.error);
+    } catch (const ClosedWhileIdle& e) {
+      return {RetryableError(what + ": " + e.what()), true, true};
     } catch (const web::http::http_exception& e) {
       detail = e.what();  // cpprest's own text: names the step, never a header
     } catch (const pplx::task_canceled&) {
@@ -414,10 +443,9 @@ class CppRestClient final : public Client {
     return out;
   }
 
-  // One try. *retry_safe says whether a failure happened before anything
-  // reached the server.
-  Result<Response> Attempt(const Request& r, const LineFn* on_line, bool* retry_safe) {
-    *retry_safe = false;
+  // One try. On failure, *failure says whether anything reached the server.
+  Result<Response> Attempt(const Request& r, const LineFn* on_line, Failure* failure) {
+    *failure = Failure{};
     auto ex = std::make_shared<Exchange>();
     ASSIGN_OR_RETURN(http_request req, BuildRequest(r, ex));
 
@@ -445,9 +473,9 @@ class CppRestClient final : public Client {
     } catch (...) {
       std::lock_guard lock(ex->mu);
       ex->error = std::current_exception();
-      auto f = Classify(r, *ex, false);
-      *retry_safe = f.retry_safe;
-      return f.status;
+      *failure = Classify(r, *ex, false);
+      if (failure->closed_while_idle) ForgetMutationClient(ex->client);
+      return failure->status;
     }
     sent.then([ex, streaming](pplx::task<http_response> t) {
       http_response resp;
@@ -483,20 +511,19 @@ class CppRestClient final : public Client {
     std::unique_lock lock(ex->mu);
     auto finished = [&] { return ex->cancelled || (streaming ? ex->headers_done : ex->body_done); };
     if (!ex->cv.wait_until(lock, deadline, finished)) {
-      auto f = Classify(r, *ex, true);
+      *failure = Classify(r, *ex, true);
       lock.unlock();
       ex->cts.cancel();  // outside the lock: it may run our continuation inline
-      *retry_safe = f.retry_safe;
-      return f.status;
+      return failure->status;
     }
     if (ex->cancelled || !ex->response || (ex->error && !streaming)) {
       if (ex->response && !ex->cancelled) {
         // The head arrived, the body broke off: the server acted.
         return OutcomeUnknownError(Describe(r) + ": response body interrupted");
       }
-      auto f = Classify(r, *ex, false);
-      *retry_safe = f.retry_safe;
-      return f.status;
+      *failure = Classify(r, *ex, false);
+      if (failure->closed_while_idle) ForgetMutationClient(ex->client);
+      return failure->status;
     }
     Response out = ConvertHead(*ex->response);
     if (!streaming) {
@@ -579,25 +606,39 @@ class CppRestClient final : public Client {
 
   // Idempotent requests share one pooled client: if a pooled connection turns
   // out dead, replaying them is harmless (cpprest does, and so does Send).
-  // Mutations are never replayed, so they avoid connections that sat idle long
-  // enough for the server to drop them (Proxmox: 5 s): their client, and with it
-  // its pool, is replaced when it has not been used for kMutationReuseWindow.
+  // Mutations are never replayed, so they avoid connections the server may
+  // have dropped: their client, and with it its pool, is replaced when it has
+  // not been used for mutation_reuse_window (below the server's idle timeout,
+  // so the server cannot be closing it just as the request goes out), and when
+  // its kept-alive connection shows the server closed it anyway (restarts).
+  // Reuse matters: cpprest builds each TLS connection's context afresh and
+  // loads the system trust store into it, some 30 ms of CPU per connection.
   std::shared_ptr<cr::http_client> ClientFor(const std::string& method) {
     if (IsIdempotent(method)) return client_;
     std::lock_guard lock(mutation_mu_);
     const auto now = std::chrono::steady_clock::now();
-    if (!mutation_client_ || now - mutation_last_used_ > kMutationReuseWindow) {
-      mutation_client_ = std::make_shared<cr::http_client>(base_, config_);
+    if (!mutation_client_ || now - mutation_last_used_ > options_.mutation_reuse_window) {
+      mutation_client_ = std::make_shared<cr::http_client>(base_, mutation_config_);
     }
     mutation_last_used_ = now;
     return mutation_client_;
   }
 
-  static constexpr std::chrono::seconds kMutationReuseWindow{2};
+  void ForgetMutationClient(const std::shared_ptr<cr::http_client>& used) {
+    std::lock_guard lock(mutation_mu_);
+    if (mutation_client_ == used) mutation_client_.reset();
+  }
+
+  static cr::http_client_config MutationConfig(cr::http_client_config config, bool tls) {
+    config.set_nativehandle_options(
+        [tls](cr::native_handle handle) { RefuseClosedConnection(handle, tls); });
+    return config;
+  }
 
   const ClientOptions options_;
   const web::uri base_;
   const cr::http_client_config config_;
+  const cr::http_client_config mutation_config_;
   const std::shared_ptr<cr::http_client> client_;  // thread-safe; owns a connection pool
   std::mutex mutation_mu_;
   std::shared_ptr<cr::http_client> mutation_client_;

@@ -15,4 +15,5 @@
 #include <cpprest/uri.h>
 #include <pplx/pplxtasks.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>

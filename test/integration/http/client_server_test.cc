@@ -950,6 +950,37 @@ TEST_F(HttpTlsTest, ClientCertificateIsAcceptedWhenPresented) {
   std::filesystem::remove_all(key_file.parent_path());
 }
 
+TEST_F(HttpTlsTest, MutationAfterTheServerRestartedGoesOutOnceOnANewConnection) {
+  ClientOptions options;
+  options.tls.ca_pem = cert_.cert_pem;
+  auto client = Connect(server_->url(), options);
+  ASSERT_NE(client, nullptr);
+  Request post;
+  post.method = "POST";
+  post.target = "/create";
+  ASSERT_TRUE(client->Send(post).ok());
+
+  // Restarted on the same port: the client's kept-alive connection is dead.
+  const int port = server_->port();
+  server_.reset();
+  std::atomic<int> seen{0};
+  ServerOptions again;
+  again.listen = "127.0.0.1:" + std::to_string(port);
+  again.tls_cert_file = cert_file_.string();
+  again.tls_key_file = key_file_.string();
+  server_ = Start(
+      [&seen](const ServerRequest& req) {
+        ++seen;
+        return ServerResponse::Text(200, "again " + req.path);
+      },
+      again);
+  ASSERT_NE(server_, nullptr);
+  auto resp = client->Send(post);
+  ASSERT_TRUE(resp.ok()) << resp.status().ToString();
+  EXPECT_EQ(resp->body, "again /create");
+  EXPECT_EQ(seen.load(), 1);
+}
+
 TEST_F(HttpTlsTest, MismatchedClientKeyIsInvalid) {
   auto a = GenerateSelfSignedCert("a", {});
   auto b = GenerateSelfSignedCert("b", {});

@@ -122,10 +122,12 @@ class ScriptedServer {
   std::vector<std::string> log_;
 };
 
-std::unique_ptr<Client> Connect(const std::string& url) {
+std::unique_ptr<Client> Connect(const std::string& url,
+                                std::chrono::milliseconds mutation_reuse_window = 4000ms) {
   ClientOptions options;
   options.base_url = url;
   options.timeout = 20s;
+  options.mutation_reuse_window = mutation_reuse_window;
   auto client = NewClient(options);
   EXPECT_TRUE(client.ok());
   return client.ok() ? std::move(client).value() : nullptr;
@@ -185,17 +187,42 @@ TEST(HttpKeepAliveTest, PostOnAConnectionTheServerDroppedIsNeverResent) {
   EXPECT_EQ(server.log(), (std::vector<std::string>{"0:POST", "0:POST"}));
 }
 
-TEST(HttpKeepAliveTest, MutationAfterIdlePeriodUsesAFreshConnection) {
+TEST(HttpKeepAliveTest, MutationsWithinTheReuseWindowShareAConnection) {
+  ScriptedServer server([](int, int, const std::string&) { return Action::kRespond; });
+  auto client = Connect(server.url());
+  ASSERT_NE(client, nullptr);
+  for (const char* method : {"POST", "PUT", "DELETE"}) {
+    ASSERT_TRUE(client->Send(Make(method)).ok());
+    std::this_thread::sleep_for(100ms);  // cpprest pools the connection just after the response
+  }
+  EXPECT_EQ(server.log(), (std::vector<std::string>{"0:POST", "0:PUT", "0:DELETE"}));
+}
+
+TEST(HttpKeepAliveTest, MutationAfterTheReuseWindowUsesAFreshConnection) {
+  // The server keeps the connection; the client still does not trust it.
+  ScriptedServer server([](int, int, const std::string&) { return Action::kRespond; });
+  auto client = Connect(server.url(), 300ms);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send(Make("PUT")).ok());
+  std::this_thread::sleep_for(500ms);
+  auto second = client->Send(Make("PUT"));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(server.log(), (std::vector<std::string>{"0:PUT", "1:PUT"}));
+}
+
+TEST(HttpKeepAliveTest, MutationOnAConnectionTheServerClosedWhileIdleGoesOutOnceOnAFreshOne) {
+  // The server closes each connection 50 ms after answering, well within the
+  // client's reuse window: the client must notice before sending.
   ScriptedServer server([](int, int, const std::string&) { return Action::kRespondThenIdleClose; });
   auto client = Connect(server.url());
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send(Make("PUT")).ok());
-  // Longer than the client's reuse window for mutations; the server has long
-  // closed the first connection by then.
-  std::this_thread::sleep_for(2500ms);
-  auto second = client->Send(Make("PUT"));
+  std::this_thread::sleep_for(300ms);
+  auto second = client->Send(Make("POST"));
   ASSERT_TRUE(second.ok()) << second.status().ToString();
-  EXPECT_EQ(server.log(), (std::vector<std::string>{"0:PUT", "1:PUT"}));
+  EXPECT_EQ(second->body, "ok");
+  std::this_thread::sleep_for(200ms);  // a resend, if any, would show up in the log
+  EXPECT_EQ(server.log(), (std::vector<std::string>{"0:PUT", "1:POST"}));
 }
 
 TEST(HttpKeepAliveTest, GetAfterTheServerClosedAnIdleConnectionSucceeds) {
