@@ -275,6 +275,10 @@ void KubeSim::Commit(const ResourceInfo& r, json object, const std::string& type
   ++rv_;
   Meta(object)["resourceVersion"] = std::to_string(rv_);
   std::string key = Key(MetaString(object, "namespace"), MetaString(object, "name"));
+  auto gc_relevant = [](const json& o) {
+    return Deleting(o) || (o.contains("metadata") && o["metadata"].contains("ownerReferences"));
+  };
+  if (gc_relevant(object) || (old && old->is_object() && gc_relevant(*old))) gc_pending_ = true;
   history_.push_back(Event{rv_, r.GroupResource(), type, object, old ? *old : json()});
   objects_[r.GroupResource()][key] = std::move(object);
   while (history_.size() > options_.watch_window) {
@@ -290,6 +294,7 @@ void KubeSim::Remove(const ResourceInfo& r, const std::string& key) {
   if (it == bucket.end()) return;
   json object = std::move(it->second);
   bucket.erase(it);
+  gc_pending_ = true;
   ++rv_;
   Meta(object)["resourceVersion"] = std::to_string(rv_);
   if (r.is_crd_itself) {
@@ -748,7 +753,8 @@ ApiResult KubeSim::DoDelete(const ResourceInfo& r, const std::string& ns, const 
 }
 
 void KubeSim::CollectGarbage() {
-  for (int round = 0; round < 1000; ++round) {
+  for (int round = 0; round < 1000 && gc_pending_; ++round) {
+    gc_pending_ = false;
     bool changed = false;
     std::set<std::string> uids;
     std::map<std::string, std::vector<std::pair<std::string, std::string>>> dependents;

@@ -119,6 +119,8 @@ class KubeSim {
   json* Find(const ResourceInfo& r, const std::string& ns, const std::string& name);
   void Commit(const ResourceInfo& r, json object, const std::string& type, const json* old);
   void Remove(const ResourceInfo& r, const std::string& key);
+  // Runs the garbage collector when a write since its last run could have
+  // given it work: see gc_pending_.
   void CollectGarbage();
   bool FinishIfUnblocked(const ResourceInfo& r, const std::string& key);
   std::string Now() const;
@@ -144,6 +146,11 @@ class KubeSim {
   std::deque<Event> history_;
   uint64_t compacted_ = 0;  // events with rv <= compacted_ are no longer kept
   bool stopping_ = false;
+  // Set by a commit of an object being deleted or with owners, and by every
+  // removal (its dependents): the only writes after which the collector can
+  // find something to do. Other writes (status updates, Events) skip a scan
+  // of every stored object.
+  bool gc_pending_ = false;
   std::mt19937_64 rng_;
   LogHandler log_handler_;
   uint64_t watch_epoch_ = 0;  // bumped by /_sim/drop-watches; a watch ends when it moves
