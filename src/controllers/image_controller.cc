@@ -127,7 +127,7 @@ struct ImagePass {
   std::string storage;
   std::string build_key;
   // The ProxmoxVMs whose imageRef names this image.
-  std::vector<api::ProxmoxVm> users;
+  std::vector<ImageUser> users;
 
   std::int64_t generation() const { return kube::GenerationOf(object); }
 };
@@ -595,23 +595,18 @@ std::optional<kube::Object> ImageReconciler::Impl::PodOf(ImagePass& p,
 
 // Fails rather than guess: an empty list lets volumes be deleted.
 Status ImageReconciler::Impl::LoadUsers(ImagePass& p) {
-  Result<std::vector<kube::Object>> vms = std::vector<kube::Object>{};
   if (options_.users) {
-    vms = options_.users(p.key);
-  } else {
-    Result<kube::ObjectList> all = cache_.List(ProxmoxVms(), kube::NamespaceOf(p.object), {});
-    if (!all.ok()) return all.status();
-    const std::string name = kube::NameOf(p.object);
-    for (kube::Object& vm : all->items) {
-      if (kube::StringAt(vm, {"spec", "imageRef", "name"}) == name) vms->push_back(std::move(vm));
-    }
+    Result<std::vector<ImageUser>> users = options_.users(p.key);
+    if (!users.ok()) return users.status();
+    p.users = std::move(users).value();
+    return OkStatus();
   }
-  if (!vms.ok()) return vms.status();
-  for (const kube::Object& obj : *vms) {
-    if (Result<api::ProxmoxVm> vm = api::ProxmoxVmFromJson(obj); vm.ok()) {
-      vm->metadata = {{"name", kube::NameOf(obj)}};
-      p.users.push_back(std::move(vm).value());
-    }
+  Result<kube::ObjectList> all = cache_.List(ProxmoxVms(), kube::NamespaceOf(p.object), {});
+  if (!all.ok()) return all.status();
+  const std::string name = kube::NameOf(p.object);
+  for (const kube::Object& vm : all->items) {
+    if (kube::StringAt(vm, {"spec", "imageRef", "name"}) != name) continue;
+    p.users.push_back({kube::NameOf(vm), kube::StringAt(vm, {"status", "imageStorePath"})});
   }
   return OkStatus();
 }
@@ -619,8 +614,8 @@ Status ImageReconciler::Impl::LoadUsers(ImagePass& p) {
 void ImageReconciler::Impl::UpdateRollout(ImagePass& p) {
   api::RolloutStatus rollout;
   rollout.total = static_cast<std::int32_t>(p.users.size());
-  for (const api::ProxmoxVm& vm : p.users) {
-    if (!p.status.store_path.empty() && vm.status.image_store_path == p.status.store_path) {
+  for (const ImageUser& vm : p.users) {
+    if (!p.status.store_path.empty() && vm.store_path == p.status.store_path) {
       ++rollout.updated;
     }
   }
@@ -634,7 +629,7 @@ Status ImageReconciler::Impl::CollectGenerations(ImagePass& p) {
   const std::size_t keep = static_cast<std::size_t>(std::max(1, p.image.spec.generations));
   if (gens.size() <= keep) return OkStatus();
   std::set<std::string> running;
-  for (const api::ProxmoxVm& vm : p.users) running.insert(vm.status.image_store_path);
+  for (const ImageUser& vm : p.users) running.insert(vm.store_path);
   Status first_error;
   std::vector<api::ImageGeneration> kept(gens.begin(), gens.begin() + keep);
   for (std::size_t i = keep; i < gens.size(); ++i) {
@@ -685,7 +680,7 @@ Step ImageReconciler::Impl::Deletion(ImagePass& p) {
   }
   if (!p.users.empty()) {
     std::vector<std::string> names;
-    for (const api::ProxmoxVm& vm : p.users) names.push_back(vm.metadata.value("name", ""));
+    for (const ImageUser& vm : p.users) names.push_back(vm.name);
     if (names.size() > 5) names.resize(5), names.push_back("...");
     Condition(p, condition::kReady, ConditionStatus::kFalse, reason::kInUse,
               "deletion waits for the ProxmoxVMs that use this image: " + Join(names, ", "));

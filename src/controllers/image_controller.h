@@ -23,13 +23,21 @@ namespace nixmox::controllers {
 // The label selector of the Jobs and Pods the operator watches.
 inline constexpr char kBuilderSelector[] = "app.kubernetes.io/name=nixmox-builder";
 
+// A ProxmoxVM whose imageRef names an image, and the store path its status
+// says it runs ("" before its first image).
+struct ImageUser {
+  std::string name;
+  std::string store_path;
+};
+
 struct ImageControllerOptions {
   Clock* clock = nullptr;  // RealClock() when null
   nix::BuilderDefaults builder;
   bool allow_local_flakes = false;  // --allow-local-flakes
   // The ProxmoxVMs whose imageRef names the image "ns/name" (the informer's
-  // kIndexImage index in production); null: a List of the namespace, filtered.
-  std::function<Result<std::vector<kube::Object>>(const std::string& image_key)> users;
+  // kIndexImageRuns index in production, which unpacks no object); null: a
+  // List of the namespace, filtered.
+  std::function<Result<std::vector<ImageUser>>(const std::string& image_key)> users;
   // Reads the running builder's progress from its log; null: no progress.
   kube::LogReader* logs = nullptr;
   // How often a running build is looked at (for its progress; a Job's end

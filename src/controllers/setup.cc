@@ -85,6 +85,7 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   AddIndexOrDie(vms, kIndexImage, ImageIndex());
   AddIndexOrDie(vms, kIndexCluster, ClusterIndex());
   AddIndexOrDie(vms, kIndexRolloutBusy, RolloutBusyIndex());
+  AddIndexOrDie(vms, kIndexImageRuns, ImageRunsIndex());
   AddIndexOrDie(images, kIndexCluster, ClusterIndex());
   // Builder Jobs and their Pods only: the operator has no business caching others.
   kube::InformerOptions builder_options = informer_options;
@@ -109,8 +110,15 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
       manager.AddController("proxmoxcluster", *cluster_, Workers(config.max_concurrent_reconciles));
   kube::Controller& vm_controller =
       manager.AddController("proxmoxvm", *vm_, Workers(config.max_concurrent_reconciles));
-  config.image.users = [&cache](const std::string& image_key) {
-    return cache.ByIndex(ProxmoxVms(), kIndexImage, image_key);
+  config.image.users = [&cache](const std::string& image_key) -> Result<std::vector<ImageUser>> {
+    const std::string prefix = ImageRunsValue(image_key, "");
+    ASSIGN_OR_RETURN(auto entries, cache.IndexEntries(ProxmoxVms(), kIndexImageRuns, prefix));
+    std::vector<ImageUser> users;
+    users.reserve(entries.size());
+    for (auto& [value, key] : entries) {
+      users.push_back({key.substr(key.find('/') + 1), value.substr(prefix.size())});
+    }
+    return users;
   };
   image_ = std::make_unique<ImageReconciler>(reader, manager.writer(), events, registry_,
                                              std::move(config.image));

@@ -29,12 +29,17 @@ inline constexpr char kIndexCluster[] = "nixmox.io/cluster";      // "ns/cluster
 // (RolloutBusyValue(image, "")) or not Ready on a store path
 // (RolloutBusyValue(image, path)).
 inline constexpr char kIndexRolloutBusy[] = "nixmox.io/rollout-busy";
+// Every ProxmoxVM with an imageRef, under ImageRunsValue(image, the store path
+// its status says it runs, possibly ""): the NixImage controller's users.
+inline constexpr char kIndexImageRuns[] = "nixmox.io/image-runs";
 kube::IndexFunc UidTagIndex();
 kube::IndexFunc ClusterVmidIndex();
 kube::IndexFunc ImageIndex();
 kube::IndexFunc ClusterIndex();
 kube::IndexFunc RolloutBusyIndex();
 std::string RolloutBusyValue(const std::string& image_key, const std::string& store_path);
+kube::IndexFunc ImageRunsIndex();
+std::string ImageRunsValue(const std::string& image_key, const std::string& store_path);
 
 struct VmControllerOptions {
   Clock* clock = nullptr;   // RealClock() when null

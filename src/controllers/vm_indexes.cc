@@ -54,6 +54,19 @@ std::string RolloutBusyValue(const std::string& image_key, const std::string& st
   return image_key + "|" + store_path;
 }
 
+std::string ImageRunsValue(const std::string& image_key, const std::string& store_path) {
+  return image_key + "|" + store_path;
+}
+
+kube::IndexFunc ImageRunsIndex() {
+  return [](const kube::Object& obj) -> std::vector<std::string> {
+    const std::string image = kube::StringAt(obj, {"spec", "imageRef", "name"});
+    if (image.empty()) return {};
+    return {ImageRunsValue(kube::NamespaceOf(obj) + "/" + image,
+                           kube::StringAt(obj, {"status", "imageStorePath"}))};
+  };
+}
+
 kube::IndexFunc RolloutBusyIndex() {
   return [](const kube::Object& obj) -> std::vector<std::string> {
     const std::string image = kube::StringAt(obj, {"spec", "imageRef", "name"});

@@ -663,6 +663,19 @@ TEST_F(VmControllerTest, RolloutCountsBusySiblingsThroughTheIndex) {
   EXPECT_GT(lookups, 0);
 }
 
+TEST(ImageRunsIndexTest, KeysEachImageUserByImageThenStorePath) {
+  kube::Object vm = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}},
+                     {"spec", {{"imageRef", {{"name", "web"}}}}},
+                     {"status", {{"imageStorePath", "/nix/store/a"}}}};
+  EXPECT_THAT(ImageRunsIndex()(vm), ElementsAre(ImageRunsValue("ns/web", "/nix/store/a")));
+  // A prefix search for one image never matches another whose name extends it.
+  EXPECT_EQ(ImageRunsValue("ns/web", "").rfind(ImageRunsValue("ns/we", ""), 0), std::string::npos);
+  vm["status"].erase("imageStorePath");
+  EXPECT_THAT(ImageRunsIndex()(vm), ElementsAre(ImageRunsValue("ns/web", "")));
+  vm["spec"].erase("imageRef");
+  EXPECT_THAT(ImageRunsIndex()(vm), IsEmpty());
+}
+
 TEST(RolloutBusyIndexTest, NamesReCreatingVmsAndThoseNotReadyOnAPath) {
   auto vm = [](std::string ready, std::string update, std::string path) {
     kube::Object obj = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}},
@@ -1080,6 +1093,7 @@ TEST_F(VmControllerTest, IndexesAndInventoryChangesMapToProxmoxVms) {
   ASSERT_TRUE(informer.AddIndex(kIndexClusterVmid, ClusterVmidIndex()).ok());
   ASSERT_TRUE(informer.AddIndex(kIndexImage, ImageIndex()).ok());
   ASSERT_TRUE(informer.AddIndex(kIndexCluster, ClusterIndex()).ok());
+  ASSERT_TRUE(informer.AddIndex(kIndexImageRuns, ImageRunsIndex()).ok());
   ASSERT_TRUE(informer.reflector().ListAndWatch(nullptr).ok());
   kube::CacheReader cache;
   cache.Register(informer);
@@ -1089,6 +1103,10 @@ TEST_F(VmControllerTest, IndexesAndInventoryChangesMapToProxmoxVms) {
   EXPECT_THAT(ImageIndex()(Object("a")), ElementsAre("default/web"));
   EXPECT_THAT(ClusterIndex()(Object("a")), ElementsAre("default/lab"));
   EXPECT_EQ(cache.ByIndex(ProxmoxVms(), kIndexImage, "default/web")->size(), 2u);
+  // The image's users with what they run, "" before their first image.
+  EXPECT_THAT(*cache.IndexEntries(ProxmoxVms(), kIndexImageRuns, ImageRunsValue("default/web", "")),
+              ElementsAre(std::pair{ImageRunsValue("default/web", ""), std::string("default/a")},
+                          std::pair{ImageRunsValue("default/web", ""), std::string("default/b")}));
 
   const std::string b_tag = UidTag(kube::UidOf(Object("b")));
   EXPECT_THAT(UidTagIndex()(Object("b")), ElementsAre(b_tag));
