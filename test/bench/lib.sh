@@ -62,9 +62,11 @@ world_start() {
   done
   kubectl_bin=$(bash "$root/.ci/tools" | sed -n 's/^KUBECTL=//p')
 
-  local jobs=()
+  local jobs=() kubesim_log=()
   ((run_jobs)) && jobs=(--run-jobs --work-dir "$work/jobs")
-  "$build/test/sim/kube/kubesim" --listen 127.0.0.1:0 --tls --token "$(uuid)" "${jobs[@]}" \
+  # Kept logs show each Kubernetes request (method, path, status: no bodies).
+  ((keep_logs)) && kubesim_log=(--log-level debug)
+  "$build/test/sim/kube/kubesim" --listen 127.0.0.1:0 --tls --token "$(uuid)" "${jobs[@]}" "${kubesim_log[@]}" \
     --kubeconfig-out "$work/kubeconfig" >"$work/kubesim.out" 2>"$work/kubesim.log" &
   pids+=($!)
   kube_url=$(wait_for_line "$work/kubesim.out" "serving on" "${pids[-1]}" | awk '{print $NF}')
