@@ -14,8 +14,9 @@
 #     drift    (3)  1% of the VMs stopped or renamed in Proxmox by hand: time
 #                   until all are corrected
 #     latency  (4)  with N VMs, one new ProxmoxVM, 100 times (each once the one
-#                   before is Ready): time from the create to the operator's
-#                   first Proxmox request for it
+#                   before is Ready): time from the create's answer (the
+#                   object is stored) to the operator's first Proxmox request
+#                   for it
 #     memory   (5)  the operator's peak RSS with N ProxmoxVMs (converged; with
 #                   --paused: N Paused ProxmoxVMs that carry a converged VM's
 #                   status, for N where converging would take hours)
@@ -50,7 +51,7 @@ here="$root/test/bench"
 # shellcheck source=test/bench/lib.sh
 source "$here/lib.sh"
 
-usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 IFS=, read -r -a scenarios <<<"$1"
@@ -444,6 +445,8 @@ scenario_latency() {
     {scenario: "latency", n: $n, samples: $k, gap_ms: $gap, missing: .missing,
      p50_ms: (q(0.5) * 1000), p90_ms: (q(0.9) * 1000), p99_ms: (q(0.99) * 1000),
      max_ms: ($s[-1] * 1000), min_ms: ($s[0] * 1000),
+     create_call_p50_ms: (.samples | map(.create_call_seconds) | sort |
+                          if length == 0 then null else .[(length / 2 | floor)] * 1000 end),
      goal: {p99_ms_at_most: 50, met: (q(0.99) * 1000 <= 50)},
      seconds: .samples}' "$work/latency.json" | write_result "$name"
   local result="$out/$name.json"
@@ -456,6 +459,7 @@ scenario_latency() {
     plot '$work/latency.dat' using 1:2 with steps lw 2 title 'measured'"
   jq -r '"latency  N=\(.n)  \(.samples) samples, \(.gap_ms) ms after each is Ready",
     "  p50 \(.p50_ms | round) ms   p90 \(.p90_ms | round) ms   p99 \(.p99_ms | round) ms   max \(.max_ms | round) ms",
+    "  (the create call itself: p50 \(.create_call_p50_ms // 0 | round) ms, not counted)",
     "  goal p99 <= 50 ms: \(if .goal.met then "met" else "missed" end)"' "$result"
 }
 
