@@ -98,8 +98,10 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{30000};
   // A mutation (never resent on its own) goes out on a kept-alive connection
   // only if that connection was last used this recently and the server has not
-  // closed it meanwhile; otherwise on a new connection. Below the shortest idle
-  // timeout of the servers we talk to: pveproxy closes idle connections after 5 s.
+  // closed it meanwhile; otherwise on a new connection. Keep it below the
+  // server's idle timeout, so that the server is never closing the connection
+  // just as the mutation goes out. The default suits pveproxy, which closes
+  // idle connections after 5 s.
   std::chrono::milliseconds mutation_reuse_window{4000};
   // Sent with every request (Authorization, User-Agent). Values are never logged.
   Headers default_headers;

@@ -10,6 +10,7 @@ Result<std::unique_ptr<PveClient>> ConnectPveClient(PveClientOptions options) {
   http_options.base_url = options.base_url;
   http_options.tls = options.tls;
   http_options.timeout = options.timeout;
+  // The default mutation_reuse_window (4 s) is made for pveproxy's 5 s idle close.
   http_options.default_headers.Set("User-Agent", "nixmox");
   ASSIGN_OR_RETURN(std::unique_ptr<http::Client> http, http::NewClient(std::move(http_options)));
   std::shared_ptr<http::Client> shared(std::move(http));
