@@ -452,7 +452,7 @@ scenario_latency() {
   local result="$out/$name.json"
   { echo "0 0"; jq -r '.seconds | map(.seconds * 1000) | sort | to_entries[] | "\(.value) \(.key + 1)"' \
     "$result"; } >"$work/latency.dat"
-  plot "$out/$name.png" -e "set title 'create -> first Proxmox request for the VM, beside $n VMs ($samples samples)';
+  plot "$out/$name.png" -e "set title 'create -> first Proxmox request for the VM, beside $n VMs ($samples samples, $latency_gap_ms ms after the last Ready)';
     set xlabel 'milliseconds'; set ylabel 'samples (cumulative)'; set key left top; set grid;
     set xrange [0:*]; set yrange [0:*];
     set arrow from 50, graph 0 to 50, graph 1 nohead dt 2; set label 'goal: p99 <= 50 ms' at 52, graph 0.1;
