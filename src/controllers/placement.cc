@@ -27,12 +27,11 @@ std::string AllowedList(const std::vector<std::string>& allowed) {
 
 }  // namespace
 
-// `memory_bytes` does not change the choice: the node with the most free
-// memory is also the one the VM fits best on, or fits on at all.
+// The VM's own size does not change the choice: the node with the most free
+// memory is also the one it fits best on, or fits on at all.
 Result<std::string> PlaceVm(const std::vector<proxmox::ClusterResource>& nodes,
                             const std::vector<std::string>& allowed,
-                            const std::map<std::string, std::uint64_t>& pending,
-                            std::uint64_t /*memory_bytes*/) {
+                            const std::map<std::string, std::uint64_t>& pending) {
   const proxmox::ClusterResource* best = nullptr;
   std::int64_t best_free = 0;
   for (const proxmox::ClusterResource& node : nodes) {

@@ -21,8 +21,7 @@ namespace nixmox::controllers {
 // overcommits, and refusing would only stall.
 Result<std::string> PlaceVm(const std::vector<proxmox::ClusterResource>& nodes,
                             const std::vector<std::string>& allowed,
-                            const std::map<std::string, std::uint64_t>& pending,
-                            std::uint64_t memory_bytes);
+                            const std::map<std::string, std::uint64_t>& pending);
 
 // A node the spec names: kInvalid (NodeNotAllowed) when the cluster's
 // allowedNodes exclude it or the cluster has no such node; kRetryable when it

@@ -346,8 +346,8 @@ Step VmReconciler::Impl::ChooseNode(VmPass& p, std::string* node) {
     }
     *node = spec.node;
   } else {
-    Result<std::string> placed = PlaceVm(p.inventory->nodes, p.cluster.allowed_nodes,
-                                         p.runtime->placements().Pending(), memory);
+    Result<std::string> placed =
+        PlaceVm(p.inventory->nodes, p.cluster.allowed_nodes, p.runtime->placements().Pending());
     if (!placed.ok()) {
       Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kPlacementFailed,
                 placed.status().message());

@@ -22,7 +22,7 @@ proxmox::ClusterResource Node(std::string name, std::uint64_t mem_gib, std::uint
 std::string Placed(const std::vector<proxmox::ClusterResource>& nodes,
                    const std::vector<std::string>& allowed = {},
                    const std::map<std::string, std::uint64_t>& pending = {}) {
-  Result<std::string> node = PlaceVm(nodes, allowed, pending, 4 * kGiB);
+  Result<std::string> node = PlaceVm(nodes, allowed, pending);
   EXPECT_TRUE(node.ok()) << node.status().ToString();
   return node.value_or("");
 }
@@ -62,8 +62,8 @@ TEST(PlaceVmTest, ANodeShortOfMemoryIsStillChosenWhenItIsTheBest) {
 TEST(PlaceVmTest, NoAllowedNodeOnlineIsRetryable) {
   const std::vector<proxmox::ClusterResource> nodes = {Node("pve1", 0, 64, "offline"),
                                                        Node("pve2", 0, 64)};
-  EXPECT_EQ(PlaceVm(nodes, {"pve1", "pve9"}, {}, kGiB).status().code(), Code::kRetryable);
-  EXPECT_EQ(PlaceVm({}, {}, {}, kGiB).status().code(), Code::kRetryable);
+  EXPECT_EQ(PlaceVm(nodes, {"pve1", "pve9"}, {}).status().code(), Code::kRetryable);
+  EXPECT_EQ(PlaceVm({}, {}, {}).status().code(), Code::kRetryable);
 }
 
 TEST(CheckNodeTest, OnlineAllowedNodeIsFine) {
