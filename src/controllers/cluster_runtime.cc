@@ -8,7 +8,7 @@ namespace nixmox::controllers {
 
 std::string UidTag(std::string_view uid) {
   // Proxmox lower-cases tags; UIDs are lower-case already.
-  return "nixmox-uid-" + std::string(uid);
+  return std::string(kUidTagPrefix) + std::string(uid);
 }
 
 // ---------------------------------------------------------------------------
@@ -48,7 +48,7 @@ Inventory Inventory::FromResources(std::vector<proxmox::ClusterResource> resourc
       bool managed = false;
       for (const std::string& tag : r.tags) {
         inv.vmid_by_tag[tag] = vmid;
-        managed |= tag.starts_with("nixmox-uid-");
+        managed |= IsUidTag(tag);
       }
       if (managed && r.status == "running") ++inv.managed_running;
       inv.vms[vmid] = std::move(r);

@@ -35,7 +35,10 @@
 namespace nixmox::controllers {
 
 // The tag every VM the operator manages carries: "nixmox-uid-<ProxmoxVM uid>".
+inline constexpr std::string_view kUidTagPrefix = "nixmox-uid-";
 std::string UidTag(std::string_view uid);
+// Whether `tag` is some ProxmoxVM's UidTag.
+inline bool IsUidTag(std::string_view tag) { return tag.starts_with(kUidTagPrefix); }
 
 // One /cluster/resources list (type all), split by kind.
 struct Inventory {
@@ -45,7 +48,6 @@ struct Inventory {
   std::map<int, proxmox::ClusterResource> vms;     // type "qemu", by vmid
   std::map<std::string, int> vmid_by_tag;          // every tag of every VM -> its vmid
   int managed_running = 0;  // running VMs that carry a nixmox UID tag
-
 
   const proxmox::ClusterResource* FindVm(int vmid) const;
   // The VM carrying `tag`, e.g. UidTag(uid); null when none does.

@@ -50,15 +50,8 @@ std::vector<std::string> DeletingClusterOf(kube::Reader& reader, const kube::Obj
 // Whether a ProxmoxVM's status says it is Ready and not waiting for a newer
 // image: one that just got there frees a rollout slot of its NixImage.
 bool ReadyOnItsImage(const kube::Object& vm) {
-  bool ready = false;
-  bool outdated = false;
-  const kube::Object& status = vm.value("status", kube::Object::object());
-  for (const kube::Object& c : status.value("conditions", kube::Object::array())) {
-    const bool is_true = c.value("status", "") == "True";
-    if (c.value("type", "") == "Ready") ready = is_true;
-    if (c.value("type", "") == "UpdateAvailable") outdated = is_true;
-  }
-  return ready && !outdated;
+  const ImageConditions conditions = ReadImageConditions(vm);
+  return conditions.ready && !conditions.update_available;
 }
 
 kube::ControllerOptions Workers(int workers) {
@@ -111,7 +104,7 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
   kube::Controller& vm_controller =
       manager.AddController("proxmoxvm", *vm_, Workers(config.max_concurrent_reconciles));
   config.image.users = [&cache](const std::string& image_key) -> Result<std::vector<ImageUser>> {
-    const std::string prefix = ImageRunsValue(image_key, "");
+    const std::string prefix = ImagePathValue(image_key, "");
     ASSIGN_OR_RETURN(auto entries, cache.IndexEntries(ProxmoxVms(), kIndexImageRuns, prefix));
     std::vector<ImageUser> users;
     users.reserve(entries.size());

@@ -325,8 +325,7 @@ Step VmReconciler::Impl::FollowTask(VmPass& p) {
       KnowRunning(p, vmid, true);
     } else if (upid->type == "qmdestroy") {
       p.memory->absent_vmid = vmid;
-      p.memory->changed_vmid = vmid;
-      p.memory->changed_at = clock_.Now();
+      KnowChanged(p, vmid);
     }
     return std::nullopt;
   }
@@ -374,6 +373,11 @@ Result<bool> VmReconciler::Impl::IsRunning(VmPass& p, FoundVm& vm) {
   }
   vm.running_confirmed = true;
   return *vm.running;
+}
+
+void VmReconciler::Impl::KnowChanged(VmPass& p, int vmid) {
+  p.memory->changed_vmid = vmid;
+  p.memory->changed_at = clock_.Now();
 }
 
 void VmReconciler::Impl::KnowRunning(VmPass& p, int vmid, bool running) {

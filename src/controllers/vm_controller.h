@@ -26,10 +26,10 @@ inline constexpr char kIndexClusterVmid[] = "nixmox.io/cluster-vmid";  // "ns/cl
 inline constexpr char kIndexImage[] = "nixmox.io/image";          // "ns/imageRef.name"
 inline constexpr char kIndexCluster[] = "nixmox.io/cluster";      // "ns/clusterRef.name"
 // ProxmoxVMs unavailable to a rollout of their NixImage: re-creating
-// (RolloutBusyValue(image, "")) or not Ready on a store path
-// (RolloutBusyValue(image, path)).
+// (ImagePathValue(image, "")) or not Ready on a store path
+// (ImagePathValue(image, path)).
 inline constexpr char kIndexRolloutBusy[] = "nixmox.io/rollout-busy";
-// Every ProxmoxVM with an imageRef, under ImageRunsValue(image, the store path
+// Every ProxmoxVM with an imageRef, under ImagePathValue(image, the store path
 // its status says it runs, possibly ""): the NixImage controller's users.
 inline constexpr char kIndexImageRuns[] = "nixmox.io/image-runs";
 kube::IndexFunc UidTagIndex();
@@ -37,9 +37,20 @@ kube::IndexFunc ClusterVmidIndex();
 kube::IndexFunc ImageIndex();
 kube::IndexFunc ClusterIndex();
 kube::IndexFunc RolloutBusyIndex();
-std::string RolloutBusyValue(const std::string& image_key, const std::string& store_path);
 kube::IndexFunc ImageRunsIndex();
-std::string ImageRunsValue(const std::string& image_key, const std::string& store_path);
+// The value of both image indexes: "ns/image|store path" ('|' is in no
+// object name, so a prefix search for one image never finds another).
+std::string ImagePathValue(const std::string& image_key, const std::string& store_path);
+
+// What a ProxmoxVM's status conditions say about its image, read from the raw
+// JSON without decoding or copying it (indexes and watch mappings run on
+// every cached object).
+struct ImageConditions {
+  bool ready = false;             // Ready=True
+  bool update_available = false;  // UpdateAvailable=True
+  bool recreating = false;        // ... with reason Recreating
+};
+ImageConditions ReadImageConditions(const kube::Object& vm);
 
 struct VmControllerOptions {
   Clock* clock = nullptr;   // RealClock() when null

@@ -193,7 +193,7 @@ Result<bool> VmReconciler::Impl::EnterRollout(VmPass& p) {
   if (options_.rollout_busy) {
     for (const std::string& path : {std::string(), p.image.store_path}) {
       ASSIGN_OR_RETURN(std::vector<std::string> keys,
-                       options_.rollout_busy(RolloutBusyValue(p.image.key, path)));
+                       options_.rollout_busy(ImagePathValue(p.image.key, path)));
       busy.insert(keys.begin(), keys.end());
     }
   } else {

@@ -10,8 +10,6 @@
 namespace nixmox::controllers {
 namespace {
 
-constexpr char kUidTagPrefix[] = "nixmox-uid-";
-
 std::vector<std::string> Keyed(const kube::Object& obj, const std::string& rest) {
   if (rest.empty()) return {};
   return {kube::NamespaceOf(obj) + "/" + rest};
@@ -50,11 +48,7 @@ kube::IndexFunc ClusterIndex() {
   };
 }
 
-std::string RolloutBusyValue(const std::string& image_key, const std::string& store_path) {
-  return image_key + "|" + store_path;
-}
-
-std::string ImageRunsValue(const std::string& image_key, const std::string& store_path) {
+std::string ImagePathValue(const std::string& image_key, const std::string& store_path) {
   return image_key + "|" + store_path;
 }
 
@@ -62,33 +56,38 @@ kube::IndexFunc ImageRunsIndex() {
   return [](const kube::Object& obj) -> std::vector<std::string> {
     const std::string image = kube::StringAt(obj, {"spec", "imageRef", "name"});
     if (image.empty()) return {};
-    return {ImageRunsValue(kube::NamespaceOf(obj) + "/" + image,
+    return {ImagePathValue(kube::NamespaceOf(obj) + "/" + image,
                            kube::StringAt(obj, {"status", "imageStorePath"}))};
   };
+}
+
+ImageConditions ReadImageConditions(const kube::Object& vm) {
+  ImageConditions out;
+  auto status = vm.find("status");
+  if (status == vm.end() || !status->is_object()) return out;
+  auto conditions = status->find("conditions");
+  if (conditions == status->end() || !conditions->is_array()) return out;
+  for (const kube::Object& c : *conditions) {
+    if (!c.is_object()) continue;
+    const bool is_true = c.value("status", "") == "True";
+    if (c.value("type", "") == "Ready") out.ready = is_true;
+    if (c.value("type", "") == "UpdateAvailable") {
+      out.update_available = is_true;
+      out.recreating = is_true && c.value("reason", "") == api::reason::kRecreating;
+    }
+  }
+  return out;
 }
 
 kube::IndexFunc RolloutBusyIndex() {
   return [](const kube::Object& obj) -> std::vector<std::string> {
     const std::string image = kube::StringAt(obj, {"spec", "imageRef", "name"});
-    auto status = obj.find("status");
-    if (image.empty() || status == obj.end() || !status->is_object()) return {};
-    bool ready = false;
-    bool recreating = false;
-    auto conditions = status->find("conditions");
-    if (conditions != status->end() && conditions->is_array()) {
-      for (const kube::Object& c : *conditions) {
-        if (!c.is_object()) continue;
-        const bool is_true = c.value("status", "") == "True";
-        if (c.value("type", "") == "Ready") ready = is_true;
-        if (c.value("type", "") == "UpdateAvailable") {
-          recreating = is_true && c.value("reason", "") == api::reason::kRecreating;
-        }
-      }
-    }
+    if (image.empty()) return {};
+    const ImageConditions conditions = ReadImageConditions(obj);
     const std::string image_key = kube::NamespaceOf(obj) + "/" + image;
-    if (recreating) return {RolloutBusyValue(image_key, "")};
-    const std::string path = status->value("imageStorePath", "");
-    if (!ready && !path.empty()) return {RolloutBusyValue(image_key, path)};
+    if (conditions.recreating) return {ImagePathValue(image_key, "")};
+    const std::string path = kube::StringAt(obj, {"status", "imageStorePath"});
+    if (!conditions.ready && !path.empty()) return {ImagePathValue(image_key, path)};
     return {};
   };
 }
@@ -103,7 +102,7 @@ std::vector<std::string> VmKeysForChanges(kube::CacheReader& cache, const std::s
   };
   for (const InventoryChange& change : changes) {
     for (const std::string& tag : change.tags) {
-      if (tag.starts_with(kUidTagPrefix)) add(kIndexUidTag, tag);
+      if (IsUidTag(tag)) add(kIndexUidTag, tag);
     }
     add(kIndexClusterVmid, cluster_key + "/" + std::to_string(change.vmid));
   }

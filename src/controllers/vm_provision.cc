@@ -189,7 +189,7 @@ Result<std::optional<FoundVm>> VmReconciler::Impl::Locate(VmPass& p, int vmid,
 Step VmReconciler::Impl::Adopt(VmPass& p, FoundVm& vm) {
   const std::string name = "VM " + std::to_string(vm.vmid);
   for (const std::string& tag : vm.tags) {
-    if (tag.starts_with("nixmox-uid-") && tag != p.uid_tag) {
+    if (IsUidTag(tag) && tag != p.uid_tag) {
       const std::string message = name + " belongs to another ProxmoxVM (" + tag + ")";
       Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kVmidInUse, message);
       Block(p, reason::kVmidInUse, message);
@@ -414,8 +414,7 @@ Step VmReconciler::Impl::Create(VmPass& p) {
   }
   p.memory->created_vmid = vmid;
   p.memory->created_node = node;
-  p.memory->changed_vmid = vmid;
-  p.memory->changed_at = clock_.Now();
+  KnowChanged(p, vmid);
   const std::string what = "create " + name + " on " + node;
   Condition(p, condition::kProvisioned, ConditionStatus::kFalse, reason::kCreating, what);
   Event(p, kube::kEventNormal, reason::kCreating,

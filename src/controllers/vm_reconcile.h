@@ -197,6 +197,8 @@ struct VmReconciler::Impl {
   Status LoadConfig(VmPass& p, FoundVm& vm);
   Result<bool> IsRunning(VmPass& p, FoundVm& vm);
   void KnowRunning(VmPass& p, int vmid, bool running);
+  // A create or destroy of ours changes whether VM `vmid` exists, from now.
+  void KnowChanged(VmPass& p, int vmid);
   Step ProxmoxFailure(VmPass& p, Status status, std::string_view what);
   Step Locked(VmPass& p, const FoundVm& vm);
   Step WriteFailed(const Status& status);

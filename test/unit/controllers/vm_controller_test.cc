@@ -667,11 +667,11 @@ TEST(ImageRunsIndexTest, KeysEachImageUserByImageThenStorePath) {
   kube::Object vm = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}},
                      {"spec", {{"imageRef", {{"name", "web"}}}}},
                      {"status", {{"imageStorePath", "/nix/store/a"}}}};
-  EXPECT_THAT(ImageRunsIndex()(vm), ElementsAre(ImageRunsValue("ns/web", "/nix/store/a")));
+  EXPECT_THAT(ImageRunsIndex()(vm), ElementsAre(ImagePathValue("ns/web", "/nix/store/a")));
   // A prefix search for one image never matches another whose name extends it.
-  EXPECT_EQ(ImageRunsValue("ns/web", "").rfind(ImageRunsValue("ns/we", ""), 0), std::string::npos);
+  EXPECT_EQ(ImagePathValue("ns/web", "").rfind(ImagePathValue("ns/we", ""), 0), std::string::npos);
   vm["status"].erase("imageStorePath");
-  EXPECT_THAT(ImageRunsIndex()(vm), ElementsAre(ImageRunsValue("ns/web", "")));
+  EXPECT_THAT(ImageRunsIndex()(vm), ElementsAre(ImagePathValue("ns/web", "")));
   vm["spec"].erase("imageRef");
   EXPECT_THAT(ImageRunsIndex()(vm), IsEmpty());
 }
@@ -688,9 +688,9 @@ TEST(RolloutBusyIndexTest, NamesReCreatingVmsAndThoseNotReadyOnAPath) {
     return obj;
   };
   EXPECT_THAT(RolloutBusyIndex()(vm("False", "Recreating", "/nix/store/a")),
-              ElementsAre(RolloutBusyValue("ns/web", "")));
+              ElementsAre(ImagePathValue("ns/web", "")));
   EXPECT_THAT(RolloutBusyIndex()(vm("False", "UpToDate", "/nix/store/b")),
-              ElementsAre(RolloutBusyValue("ns/web", "/nix/store/b")));
+              ElementsAre(ImagePathValue("ns/web", "/nix/store/b")));
   EXPECT_THAT(RolloutBusyIndex()(vm("True", "RolloutWaiting", "/nix/store/a")), IsEmpty());
   EXPECT_THAT(RolloutBusyIndex()(kube::Object{{"metadata", {{"name", "x"}}}}), IsEmpty());
 }
@@ -1104,9 +1104,9 @@ TEST_F(VmControllerTest, IndexesAndInventoryChangesMapToProxmoxVms) {
   EXPECT_THAT(ClusterIndex()(Object("a")), ElementsAre("default/lab"));
   EXPECT_EQ(cache.ByIndex(ProxmoxVms(), kIndexImage, "default/web")->size(), 2u);
   // The image's users with what they run, "" before their first image.
-  EXPECT_THAT(*cache.IndexEntries(ProxmoxVms(), kIndexImageRuns, ImageRunsValue("default/web", "")),
-              ElementsAre(std::pair{ImageRunsValue("default/web", ""), std::string("default/a")},
-                          std::pair{ImageRunsValue("default/web", ""), std::string("default/b")}));
+  EXPECT_THAT(*cache.IndexEntries(ProxmoxVms(), kIndexImageRuns, ImagePathValue("default/web", "")),
+              ElementsAre(std::pair{ImagePathValue("default/web", ""), std::string("default/a")},
+                          std::pair{ImagePathValue("default/web", ""), std::string("default/b")}));
 
   const std::string b_tag = UidTag(kube::UidOf(Object("b")));
   EXPECT_THAT(UidTagIndex()(Object("b")), ElementsAre(b_tag));
