@@ -47,7 +47,7 @@ struct Inventory {
   std::vector<proxmox::ClusterResource> storages;  // type "storage"
   std::map<int, proxmox::ClusterResource> vms;     // type "qemu", by vmid
   std::map<std::string, int> vmid_by_tag;          // every tag of every VM -> its vmid
-  int managed_running = 0;  // running VMs that carry a nixmox UID tag
+  int managed_running = 0;                         // running VMs that carry a nixmox UID tag
 
   const proxmox::ClusterResource* FindVm(int vmid) const;
   // The VM carrying `tag`, e.g. UidTag(uid); null when none does.

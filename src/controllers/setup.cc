@@ -157,9 +157,8 @@ Controllers::Controllers(kube::Manager& manager, kube::EventRecorder& events,
         for (const std::string& key : VmKeysForChanges(cache, cluster_key, changes)) queue.Add(key);
       });
   // A freed creation slot goes to the ProxmoxVM first in line for it.
-  registry_.SetSlotWaker([&queue = vm_controller.queue()](const std::string& vm_key) {
-    queue.Add(vm_key);
-  });
+  registry_.SetSlotWaker(
+      [&queue = vm_controller.queue()](const std::string& vm_key) { queue.Add(vm_key); });
 }
 
 Controllers::~Controllers() = default;

@@ -446,7 +446,9 @@ void VmReconciler::Impl::ObserveGuest(VmPass& p, FoundVm& vm) {
                                  : Probe::kUnreachable);
   }
   // A probe was only scheduled: look for its result soon.
-  if (awaiting_probe) memory.agent_due = now + std::min(options_.agent_retry, options_.agent_period);
+  if (awaiting_probe) {
+    memory.agent_due = now + std::min(options_.agent_retry, options_.agent_period);
+  }
   p.status.primary_ip = SelectPrimary(addresses, probes, reach.address_family);
   p.status.ip_addresses = std::move(addresses);
 

@@ -12,11 +12,11 @@
 // - mutations on kept-alive connections only when the server cannot have
 //   dropped them (see ClientFor).
 #include <openssl/err.h>
-#include <poll.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <atomic>

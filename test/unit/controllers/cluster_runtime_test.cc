@@ -128,7 +128,8 @@ TEST(StorageSlotsTest, AReleaseWakesTheFirstInLineOnly) {
 }
 
 TEST(StorageSlotsTest, LocalStoragesAreBoundPerNodeSharedOnesOnce) {
-  proxmox::ClusterResource local1{.id = "storage/pve1/local-lvm", .type = "storage", .node = "pve1"};
+  proxmox::ClusterResource local1{
+      .id = "storage/pve1/local-lvm", .type = "storage", .node = "pve1"};
   local1.storage = "local-lvm";
   proxmox::ClusterResource local2 = local1;
   local2.id = "storage/pve2/local-lvm";

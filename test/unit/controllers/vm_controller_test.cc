@@ -678,13 +678,14 @@ TEST(ImageRunsIndexTest, KeysEachImageUserByImageThenStorePath) {
 
 TEST(RolloutBusyIndexTest, NamesReCreatingVmsAndThoseNotReadyOnAPath) {
   auto vm = [](std::string ready, std::string update, std::string path) {
-    kube::Object obj = {{"metadata", {{"name", "a"}, {"namespace", "ns"}}},
-                        {"spec", {{"imageRef", {{"name", "web"}}}}},
-                        {"status",
-                         {{"imageStorePath", path},
-                          {"conditions",
-                           {{{"type", "Ready"}, {"status", ready}},
-                            {{"type", "UpdateAvailable"}, {"status", "True"}, {"reason", update}}}}}}};
+    kube::Object obj = {
+        {"metadata", {{"name", "a"}, {"namespace", "ns"}}},
+        {"spec", {{"imageRef", {{"name", "web"}}}}},
+        {"status",
+         {{"imageStorePath", path},
+          {"conditions",
+           {{{"type", "Ready"}, {"status", ready}},
+            {{"type", "UpdateAvailable"}, {"status", "True"}, {"reason", update}}}}}}};
     return obj;
   };
   EXPECT_THAT(RolloutBusyIndex()(vm("False", "Recreating", "/nix/store/a")),

@@ -234,7 +234,8 @@ TEST_F(InformerTest, IndexesFollowUpdatesAndDeletes) {
   EXPECT_EQ((*by_index)[0], Vm("n", "b", "11", "img2"));
   EXPECT_EQ(*reader.KeysByIndex(kVms, "image", "img1"), (std::vector<std::string>{"n/a"}));
   using Entries = std::vector<std::pair<std::string, std::string>>;
-  EXPECT_EQ(*reader.IndexEntries(kVms, "image", "img"), (Entries{{"img1", "n/a"}, {"img2", "n/b"}}));
+  EXPECT_EQ(*reader.IndexEntries(kVms, "image", "img"),
+            (Entries{{"img1", "n/a"}, {"img2", "n/b"}}));
   EXPECT_EQ(reader.KeysByIndex(kVms, "nope", "x").status().code(), Code::kNotFound);
   EXPECT_EQ(reader.KeysByIndex(resources::Pods(), "image", "x").status().code(), Code::kInternal);
 }

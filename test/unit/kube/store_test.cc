@@ -66,9 +66,9 @@ TEST(PackedObjectTest, UnpacksExactlyWhatWasPacked) {
 
 TEST(PackedObjectTest, PacksScalarsAndSignedValuesAndLongStrings) {
   const Object signed_positive = std::int64_t{5};
-  for (const Object& v : {Object(nullptr), Object(false), Object(0), Object(-1), signed_positive,
-                          Object(1e300), Object(std::string(100000, 'x')),
-                          Object::array({1, "two", nullptr}), Object::object()}) {
+  for (const Object& v :
+       {Object(nullptr), Object(false), Object(0), Object(-1), signed_positive, Object(1e300),
+        Object(std::string(100000, 'x')), Object::array({1, "two", nullptr}), Object::object()}) {
     const Object back = PackedObject(v).Unpack();
     EXPECT_EQ(back, v) << v.dump().substr(0, 80);
     EXPECT_EQ(back.type(), v.type()) << v.dump().substr(0, 80);

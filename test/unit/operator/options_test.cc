@@ -139,8 +139,8 @@ TEST(ParseCommandLineTest, UsageListsEveryFlag) {
        {"--kubeconfig", "--namespace", "--leader-elect", "--leader-election-namespace",
         "--leader-election-id", "--metrics-bind-address", "--health-probe-bind-address",
         "--max-concurrent-reconciles", "--proxmox-max-inflight", "--inventory-period",
-        "--agent-period", "--agent-retry", "--task-poll", "--probe-networks", "--log-level", "--log-format", "--graceful-shutdown",
-        "--help"}) {
+        "--agent-period", "--agent-retry", "--task-poll", "--probe-networks", "--log-level",
+        "--log-format", "--graceful-shutdown", "--help"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
 }
